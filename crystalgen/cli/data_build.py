@@ -1,0 +1,1 @@
+"""``crystalgen data build-prototypes``: the offline polymorph dataset (potentials issue)."""
