@@ -1,9 +1,36 @@
-"""Shared test set-up: offline, single-threaded numerics, one database server per session."""
+"""Shared test set-up: offline, one database server per test session, a fresh database per test."""
 
 from __future__ import annotations
 
 import os
+import uuid
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MATGL_BACKEND", "PYG")
+
+import pytest
+
+from crystalgen.db import server
+from crystalgen.settings import get_settings
+
+
+@pytest.fixture(scope="session")
+def db_server(tmp_path_factory):
+    """One SecantusDB process for the whole session, on a free port, storage in a temp dir."""
+    storage = tmp_path_factory.mktemp("secantus")
+    state = server.launch(storage, log_path=storage / "server.log")
+    yield state
+    server.terminate(state.pid)
+
+
+@pytest.fixture
+def settings(db_server, tmp_path, monkeypatch):
+    """Settings pointing at the session server with a database of this test's own."""
+    monkeypatch.setenv("CRYSTALGEN_MONGODB_URI", db_server.uri)
+    monkeypatch.setenv("CRYSTALGEN_DATABASE", f"test_{uuid.uuid4().hex[:12]}")
+    monkeypatch.setenv("CRYSTALGEN_DATA_DIR", str(tmp_path / "crystalgen-data"))
+    monkeypatch.setenv("CRYSTALGEN_CONFIG", str(tmp_path / "no-such-config.yaml"))
+    get_settings.cache_clear()
+    yield get_settings()
+    get_settings.cache_clear()

@@ -1,0 +1,65 @@
+"""Race-free FireWorks id allocation: the one place that works around a SecantusDB defect.
+
+FireWorks hands out ``fw_id`` and ``launch_id`` with ``find_one_and_update({}, {"$inc": ...})``
+on the ``fw_id_assigner`` collection and reads the counter from the returned *before* document.
+SecantusDB can give two concurrent callers the same before-document, so concurrent submitters
+or launchers get duplicate ids. Asking for the *after* document and subtracting the increment
+yields exactly what mongod's before-document would, and is race-free on both servers.
+
+``install()`` patches ``LaunchPad.__init__`` so every LaunchPad built in this process, including
+those FireWorks builds itself from a launchpad file, counts this way. Our worker entry point
+(``crystalgen-rlaunch``) installs it before handing over to FireWorks' own ``rlaunch``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import ReturnDocument
+
+
+class AtomicCounterCollection:
+    """Wraps the ``fw_id_assigner`` collection; everything but find_one_and_update passes through."""
+
+    def __init__(self, collection) -> None:
+        self._collection = collection
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._collection, name)
+
+    def find_one_and_update(self, filter, update, *args, **kwargs):
+        increments = update.get("$inc", {}) if isinstance(update, dict) else {}
+        if not increments or kwargs.get("return_document") is ReturnDocument.AFTER:
+            return self._collection.find_one_and_update(filter, update, *args, **kwargs)
+        kwargs["return_document"] = ReturnDocument.AFTER
+        after = self._collection.find_one_and_update(filter, update, *args, **kwargs)
+        if after is None:
+            return None
+        before = dict(after)
+        for field, amount in increments.items():
+            before[field] = after[field] - amount
+        return before
+
+
+def install() -> None:
+    """Make every FireWorks LaunchPad in this process allocate ids atomically (idempotent)."""
+    from fireworks.core.launchpad import LaunchPad
+
+    if getattr(LaunchPad.__init__, "_crystalgen_atomic_ids", False):
+        return
+    original_init = LaunchPad.__init__
+
+    def __init__(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        self.fw_id_assigner = AtomicCounterCollection(self.fw_id_assigner)
+
+    __init__._crystalgen_atomic_ids = True
+    LaunchPad.__init__ = __init__
+
+
+def rlaunch_main() -> None:
+    """``crystalgen-rlaunch``: FireWorks' ``rlaunch`` with atomic id allocation installed."""
+    install()
+    from fireworks.scripts.rlaunch_run import rlaunch
+
+    rlaunch()

@@ -1,0 +1,56 @@
+"""The one interface every machine-learned interatomic potential implements.
+
+Units are fixed so that relaxers never convert: energies in eV, forces in eV/Å and stresses in
+eV/Å^3 with the ASE sign convention (``stress = (1/V) dE/dstrain``: positive = the cell wants to
+shrink, i.e. tensile). Multiply a stress by :data:`EV_PER_A3_TO_GPA` for GPa.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from pymatgen.core import Structure
+
+EV_PER_A3_TO_GPA = 160.21766208
+
+
+@dataclass(frozen=True)
+class PotentialResult:
+    """Energy, forces and stress of one structure."""
+
+    energy: float  # total energy, eV
+    forces: np.ndarray  # (n_sites, 3), eV/Å
+    stress: np.ndarray  # (3, 3), eV/Å^3, ASE sign convention
+    n_sites: int
+
+    @property
+    def energy_per_atom(self) -> float:
+        return self.energy / self.n_sites
+
+    @property
+    def is_finite(self) -> bool:
+        return bool(np.isfinite(self.energy) and np.isfinite(self.forces).all() and np.isfinite(self.stress).all())
+
+
+class Potential(abc.ABC):
+    """A potential that evaluates many structures in one batched forward pass."""
+
+    #: model name, e.g. ``"TensorNet-MatPES-PBE-v2025.1-PES"``; keys the sanity-check reference table
+    name: str
+    #: model name plus the library version that ran it, e.g. ``"... (matgl 2.1.2)"``
+    version: str
+    #: chemical elements the model was trained on
+    elements: frozenset[str]
+
+    @abc.abstractmethod
+    def predict(self, structures: Sequence[Structure]) -> list[PotentialResult]:
+        """Energies, forces and stresses of all ``structures`` from ONE batched forward pass."""
+
+    def unsupported_elements(self, structure: Structure) -> set[str]:
+        return {el.symbol for el in structure.composition.elements} - self.elements
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.version!r})"

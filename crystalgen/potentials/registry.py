@@ -1,0 +1,77 @@
+"""Turn a potential spec (None, a known name, or a model folder) into a loaded :class:`Potential`.
+
+Nothing is ever downloaded: the default model ships inside the package, CHGNet ships inside its
+wheel, and other matgl models are read from folders (``$CRYSTALGEN_MATGL_MODELS``, a list of
+directories that contain ``<model name>/model.json``, e.g. a cluster's copy of matgl's
+``pretrained_models``).
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+from crystalgen.potentials.base import Potential
+from crystalgen.potentials.matgl_potential import MatglPotential, is_matgl_model_dir
+
+DEFAULT_POTENTIAL = "TensorNet-MatPES-PBE-v2025.1-PES"
+CHGNET_VERSIONS = ("0.3.0", "0.2.0")
+MATGL_MODELS = (
+    "TensorNet-MatPES-PBE-v2025.1-PES",
+    "M3GNet-MP-2021.2.8-PES",
+    "M3GNet-MatPES-PBE-v2025.1-PES",
+)
+MATGL_MODELS_ENV = "CRYSTALGEN_MATGL_MODELS"
+
+
+def known_potentials() -> list[str]:
+    return [*MATGL_MODELS, *(f"CHGNet-{v}" for v in CHGNET_VERSIONS)]
+
+
+def embedded_model_dir(name: str) -> Path | None:
+    path = Path(str(resources.files("crystalgen") / "assets" / "potentials" / name))
+    return path if is_matgl_model_dir(path) else None
+
+
+def _matgl_model_dir(name: str) -> Path | None:
+    if path := embedded_model_dir(name):
+        return path
+    for root in filter(None, os.environ.get(MATGL_MODELS_ENV, "").split(os.pathsep)):
+        if is_matgl_model_dir(Path(root) / name):
+            return Path(root) / name
+    return None
+
+
+def load_potential(spec: str | os.PathLike | Potential | None = None) -> Potential:
+    """Load a potential: ``None`` = the embedded default, a known name, or a matgl model folder.
+
+    Raises ``ValueError`` naming the spec and what is available when it cannot be resolved.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if isinstance(spec, Potential):
+        return spec
+    if spec is None:
+        spec = DEFAULT_POTENTIAL
+    text = str(spec)
+    if text.lower().startswith("chgnet"):
+        version = text.split("-", 1)[1] if "-" in text else CHGNET_VERSIONS[0]
+        if version not in CHGNET_VERSIONS:
+            raise ValueError(f"unknown CHGNet version {version!r}; available: {', '.join(CHGNET_VERSIONS)}")
+        from crystalgen.potentials.chgnet_potential import CHGNetPotential
+
+        return CHGNetPotential(version)
+    if is_matgl_model_dir(Path(text).expanduser()):
+        return MatglPotential(Path(text).expanduser())
+    by_lower = {name.lower(): name for name in MATGL_MODELS}
+    if text.lower() in by_lower:
+        name = by_lower[text.lower()]
+        if path := _matgl_model_dir(name):
+            return MatglPotential(path, name=name)
+        raise ValueError(
+            f"potential {name!r} is not available offline: put its folder (model.json, model.pt, state.pt) "
+            f"under a directory listed in ${MATGL_MODELS_ENV}"
+        )
+    raise ValueError(
+        f"unknown potential {text!r}: give a matgl model folder or one of {', '.join(known_potentials())}"
+    )
