@@ -11,7 +11,9 @@ well described by its periodic images (coordinate ~1), so its distance is the sm
 over those images: the p-norm ``(sum_s d_s^k)^(1/k)`` with a large negative order ``k``
 (``-> min`` as ``k -> -inf``), computed in log space so it stays finite and differentiable. Only
 images across boundaries the target touches are used, so an interior atom is scored with its
-plain distance. The code is device-agnostic (every tensor follows ``pred``).
+plain distance. With m valid images the smooth minimum lies between ``min * m^(1/k)`` and ``min``
+(m <= 8: within 4 % for the default k = -50). The code is device-agnostic (every tensor follows
+``pred``) and computes in float32 even under fp16/bf16 autocast.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ def pbc_coords_l1(
     pred: torch.Tensor,
     target: torch.Tensor,
     nsites: torch.Tensor,
-    order: float = -20.0,
+    order: float = -50.0,
     boundary_tol: float = 1e-3,
     eps: float = 1e-8,
 ) -> torch.Tensor:
@@ -86,7 +88,7 @@ def pbc_l1_loss(
     pred: torch.Tensor,
     target: torch.Tensor,
     nsites: torch.Tensor,
-    order: float = -20.0,
+    order: float = -50.0,
     boundary_tol: float = 1e-3,
 ) -> torch.Tensor:
     """Scalar: mean over the batch of ``pbc_coords_l1 + lattice_l1``."""

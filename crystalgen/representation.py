@@ -80,7 +80,7 @@ def standard_lattice(lattice: Lattice) -> np.ndarray:
 def wrap_fractional(frac: np.ndarray) -> np.ndarray:
     """Fractional coordinates into [0, 1) (``x % 1`` can round to exactly 1.0 for tiny negatives)."""
     wrapped = np.mod(frac, 1.0)
-    return np.where(wrapped >= 1.0, 0.0, wrapped)
+    return np.where(wrapped >= 1.0, np.zeros_like(wrapped), wrapped)
 
 
 def canonical_species(composition: Composition | str) -> list[str]:
@@ -154,7 +154,8 @@ def encode(
 
     order = np.argsort(zs, kind="stable")
     coords_lattice = np.zeros((N_ROWS, 3), dtype=np.float32)
-    coords_lattice[:n] = wrap_fractional(structure.frac_coords[order])
+    # Wrap after the float32 cast: 0.99999999 rounds to 1.0 in float32.
+    coords_lattice[:n] = wrap_fractional(structure.frac_coords[order].astype(np.float32))
     coords_lattice[LATTICE_ROWS] = standard_lattice(structure.lattice)
     feats = element_features(zs[order])
     return CrystalTensors(
