@@ -16,12 +16,14 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from crystalgen import losses
 from crystalgen.models.unet import UNet1D
 
 N_ROWS = 64
 LATTICE_ROWS = slice(61, 64)
 PADDING_ROW = 60
 MAX_ATOMS = 60
+MIN_LATTICE_STD = 0.1  # Å: below this an entry is treated as constant, not blown up
 
 Generator = torch.Generator | Sequence[torch.Generator] | None
 
@@ -54,7 +56,7 @@ class Normalizer(nn.Module):
 
     Coordinates in [0, 1) map to [-1, 1); every lattice entry is standardised with its dataset
     mean and standard deviation (entries that never vary, such as a_y in the a-along-x convention,
-    get std 1); the scalar condition (formation energy or energy difference) is standardised.
+    get the floor ``MIN_LATTICE_STD``); the scalar condition (formation energy or energy difference) is standardised.
     The statistics are buffers, so they travel with the method's state dict and the checkpoint.
     """
 
@@ -69,7 +71,7 @@ class Normalizer(nn.Module):
     def fit(cls, coords_lattice: torch.Tensor, scalar: torch.Tensor) -> "Normalizer":
         lattice = coords_lattice[:, LATTICE_ROWS].double()
         std = lattice.std(0, unbiased=False)
-        std = torch.where(std < 1e-3, torch.ones_like(std), std)
+        std = std.clamp_min(MIN_LATTICE_STD)
         sstd = float(scalar.double().std(unbiased=False)) if scalar.numel() > 1 else 1.0
         return cls(lattice.mean(0).float(), std.float(), float(scalar.double().mean()), sstd if sstd > 1e-6 else 1.0)
 
@@ -164,6 +166,12 @@ class Method(nn.Module):
             "nsites": batch["nsites"],
         }
 
+    def sampling_conditions(self, batch: dict) -> dict:
+        """:meth:`conditions` plus their encoding, computed once for all sampling steps."""
+        cond = self.conditions(batch)
+        cond["cached"] = self.network.encode_conditions(**cond)
+        return cond
+
     def target(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised target tensor with zeroed padding rows, and its mask."""
         mask = row_mask(batch["nsites"])
@@ -180,17 +188,22 @@ class Method(nn.Module):
         """Normalised network output -> physical tensor with zero padding rows."""
         return self.normalizer.decode(z.float()) * row_mask(batch["nsites"])
 
-    def reduce_loss(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Mean over the valid entries of each sample, then over the batch (padding ignored)."""
-        kind = self.config.loss or self.default_loss
-        diff = (pred.float() - target) * mask
-        if kind == "pbc":
-            from crystalgen.losses import pbc_loss
+    def reduce_loss(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, nsites: torch.Tensor) -> torch.Tensor:
+        """Per-structure loss on atom + lattice rows (padding ignored), averaged over the batch.
 
-            return pbc_loss(pred, target, mask)
-        err = diff.abs() if kind == "l1" else diff.square()
-        per_sample = err.sum(dim=(1, 2)) / (mask.sum(dim=(1, 2)) * 3)
-        return per_sample.mean()
+        l1: :func:`crystalgen.losses.l1_loss` (coordinates summed / nsites + lattice);
+        pbc: the periodic-image-aware L1 of paper A.4, on fractional coordinates;
+        l2: squared error averaged over the valid entries (the usual eps / velocity loss).
+        """
+        kind = self.config.loss or self.default_loss
+        pred = pred.float()
+        if kind == "l1":
+            return losses.l1_loss(pred * mask, target, nsites)
+        if kind == "pbc":
+            coords = losses.pbc_coords_l1((pred + 1) / 2, (target + 1) / 2, nsites) * 2
+            return (coords + losses.lattice_l1(pred, target)).mean()
+        err = ((pred - target) * mask).square()
+        return (err.sum(dim=(1, 2)) / (mask.sum(dim=(1, 2)) * 3)).mean()
 
     def forward(self, batch: dict) -> torch.Tensor:
         return self.loss(batch)

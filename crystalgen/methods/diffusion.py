@@ -73,11 +73,11 @@ class Diffusion(Method):
         ab = self.alphas_cumprod[t].view(b, 1, 1)
         x_t = ab.sqrt() * x1 + (1 - ab).sqrt() * noise
         eps = self.network(x_t, t.float(), x_cond=self._x_cond(batch), **self.conditions(batch))
-        return self.reduce_loss(eps, noise, mask)
+        return self.reduce_loss(eps, noise, mask, batch["nsites"])
 
     @torch.no_grad()
     def sample(self, batch: dict, steps: int | None = None, generator: Generator = None) -> torch.Tensor:
-        cond = self.conditions(batch)
+        cond = self.sampling_conditions(batch)
         x_cond = self._x_cond(batch)
         mask = row_mask(batch["nsites"])
         b = mask.shape[0]

@@ -39,11 +39,11 @@ class FlowMatching(Method):
         x0 = self.source(batch, mask, None)
         t = torch.rand(x1.shape[0], device=x1.device)
         x_t = t.view(-1, 1, 1) * x1 + (1 - t.view(-1, 1, 1)) * x0
-        return self.reduce_loss(self.velocity(x_t, t, self.conditions(batch)), x1 - x0, mask)
+        return self.reduce_loss(self.velocity(x_t, t, self.conditions(batch)), x1 - x0, mask, batch["nsites"])
 
     @torch.no_grad()
     def sample(self, batch: dict, steps: int | None = None, generator: Generator = None) -> torch.Tensor:
-        cond = self.conditions(batch)
+        cond = self.sampling_conditions(batch)
         mask = row_mask(batch["nsites"])
         x = self.source(batch, mask, generator)
         steps = steps or self.config.inference_steps

@@ -21,7 +21,7 @@ class Regression(Method):
 
     def loss(self, batch: dict) -> torch.Tensor:
         x1, mask = self.target(batch)
-        return self.reduce_loss(self.predict(batch), x1, mask)
+        return self.reduce_loss(self.predict(batch), x1, mask, batch["nsites"])
 
     @torch.no_grad()
     def sample(self, batch: dict, steps: int | None = None, generator: Generator = None) -> torch.Tensor:

@@ -140,6 +140,11 @@ class UNet1D(nn.Module):
         nn.init.zeros_(self.out[-1].weight)
         nn.init.zeros_(self.out[-1].bias)
 
+    def encode_conditions(self, elements, spacegroup, energy, nsites) -> dict:
+        """The condition embedding and per-row element channels (independent of x and t)."""
+        rows = self.row_elements(elements.transpose(1, 2)) if self.row_elements is not None else None
+        return {"embedding": self.conditions(elements, spacegroup, energy, nsites), "rows": rows}
+
     def forward(
         self,
         x: torch.Tensor,
@@ -149,17 +154,23 @@ class UNet1D(nn.Module):
         energy: torch.Tensor,
         nsites: torch.Tensor,
         x_cond: torch.Tensor | None = None,
+        cached: dict | None = None,
     ) -> torch.Tensor:
-        """x, x_cond: (B, 64, 3); t: (B,) in [0, 1000]; elements (B, 64, 125); spacegroup (B, 192, 4, 4)."""
-        emb = self.time(t) + self.conditions(elements, spacegroup, energy, nsites)
+        """x, x_cond: (B, 64, 3); t: (B,) in [0, 1000]; elements (B, 64, 125); spacegroup (B, 192, 4, 4).
+
+        ``cached``: :meth:`encode_conditions` of the same conditions, which then are not re-encoded
+        (samplers call the network many times with fixed conditions).
+        """
+        cached = cached or self.encode_conditions(elements, spacegroup, energy, nsites)
+        emb = self.time(t) + cached["embedding"]
         inputs = [x]
         if self.config.in_channels == 6:
             if x_cond is None:
                 raise ValueError("this network is conditioned on an initial structure: pass x_cond")
             inputs.append(x_cond)
         h = torch.cat(inputs, dim=-1).transpose(1, 2)
-        if self.row_elements is not None:
-            h = torch.cat([h, self.row_elements(elements.transpose(1, 2))], dim=1)
+        if cached["rows"] is not None:
+            h = torch.cat([h, cached["rows"]], dim=1)
         h = self.conv_in(h)
         hs = [h]
         for block in self.down:

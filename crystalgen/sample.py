@@ -1,0 +1,292 @@
+"""Sample crystal structures for a list of conditions from a trained checkpoint.
+
+:func:`sample_structures` is the one entry point (the CLI and the workflow's generate job call
+it). Properties that matter on a cluster:
+
+* **Deterministic per (seed, condition, sample index):** every sample draws its noise from its
+  own generator, seeded from those three, so results do not depend on batch size, on how many
+  processes share the work, or on which samples were already done.
+* **Sharded under torchrun:** when ``torch.distributed`` is initialised, rank r takes every
+  world-th pending sample; all ranks return the full result list.
+* **Incremental and resumable:** with ``out=FILE`` every finished batch is appended to a JSON
+  Lines file (one per rank, merged at the end); a rerun skips the (condition, index) keys already
+  there, so a killed run loses at most one batch.
+* **Invalid structures are kept, not hidden:** a sample that cannot be decoded, or has atoms
+  closer than ``MIN_DISTANCE``, gets ``structure=None`` and a ``reason``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pymatgen.core import Composition, Element, Structure
+
+from crystalgen.checkpoint import load_method
+from crystalgen.representation import (
+    MAX_SITES,
+    RepresentationError,
+    canonical_species,
+    decode,
+    element_features,
+    encode,
+)
+from crystalgen.symmetry import encode_spacegroup
+
+ASSETS = Path(__file__).parent / "assets"
+DEFAULT_CHECKPOINT = ASSETS / "checkpoints" / "demo-cfm-n.pt"
+MIN_DISTANCE = 0.5  # Å; closer atoms make a structure physically meaningless
+
+
+class Condition(BaseModel):
+    """What to generate: composition (the full cell formula: 'Ta2B4' has 6 sites), space group, energy.
+
+    For generation ``formation_energy`` is the target formation energy (eV/atom); for
+    modification methods it is the energy difference E_target - E_initial (eV/atom, <= 0) and
+    ``initial_structure`` (a pymatgen dict) is the structure to modify.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    formula: str
+    spacegroup: int = Field(ge=1, le=230)
+    formation_energy: float
+    initial_structure: dict[str, Any] | None = None
+
+    @field_validator("formula")
+    @classmethod
+    def _representable(cls, value: str) -> str:
+        try:
+            species = canonical_species(value)
+        except (ValueError, RepresentationError) as exc:
+            raise ValueError(f"formula {value!r}: {exc}") from exc
+        if not 1 <= len(species) <= MAX_SITES:
+            raise ValueError(f"formula {value!r} has {len(species)} sites; the model handles 1..{MAX_SITES}")
+        unknown = [str(el) for el in Composition(value).elements if not isinstance(el, Element)]
+        if unknown:
+            raise ValueError(f"formula {value!r}: {', '.join(unknown)} is not a chemical element")
+        if max(el.Z for el in Composition(value).elements) > 103:
+            raise ValueError(f"formula {value!r} contains an element beyond Z = 103")
+        return value
+
+    @property
+    def key(self) -> str:
+        """Stable identity of the condition (for resuming and seeding)."""
+        base = f"{Composition(self.formula).formula.replace(' ', '')}|{self.spacegroup}|{self.formation_energy:.6g}"
+        if self.initial_structure is not None:
+            blob = json.dumps(self.initial_structure, sort_keys=True).encode()
+            base += "|" + hashlib.sha1(blob).hexdigest()[:16]
+        return base
+
+
+class GeneratedSample(BaseModel):
+    """One generated structure (or the reason there is none) and where it came from."""
+
+    condition: Condition
+    sample_index: int
+    seed: int
+    method: str
+    steps: int
+    checkpoint: str
+    structure: dict[str, Any] | None = None
+    reason: str = ""
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.condition.key, self.sample_index
+
+    @property
+    def pymatgen(self) -> Structure | None:
+        return None if self.structure is None else Structure.from_dict(self.structure)
+
+    @property
+    def valid(self) -> bool:
+        return self.structure is not None
+
+
+def default_checkpoint() -> Path:
+    """The demo checkpoint shipped with the package."""
+    return DEFAULT_CHECKPOINT
+
+
+def sample_seed(seed: int, condition: Condition, index: int) -> int:
+    digest = hashlib.sha256(f"{seed}|{condition.key}|{index}".encode()).hexdigest()
+    return int(digest[:15], 16)
+
+
+def condition_batch(conditions: Sequence[Condition], modification: bool, device) -> dict[str, torch.Tensor]:
+    """Network inputs for a list of conditions (the same tensors ``encode`` would give)."""
+    feats = np.stack([element_features(canonical_species(c.formula)) for c in conditions])
+    batch = {
+        "element_features": torch.from_numpy(feats),
+        "elements": torch.from_numpy(feats[..., :103].copy()),
+        "spacegroup": torch.from_numpy(np.stack([encode_spacegroup(c.spacegroup) for c in conditions])),
+        "formation_energy": torch.tensor([c.formation_energy for c in conditions], dtype=torch.float32),
+        "nsites": torch.tensor([len(canonical_species(c.formula)) for c in conditions], dtype=torch.long),
+    }
+    if modification:
+        missing = [c.formula for c in conditions if c.initial_structure is None]
+        if missing:
+            raise ValueError(f"a modification model needs initial_structure for every condition (missing: {missing[:3]})")
+        init = [encode(Structure.from_dict(c.initial_structure), spacegroup=1) for c in conditions]
+        batch["init_coords_lattice"] = torch.from_numpy(np.stack([e.coords_lattice for e in init]))
+        batch["init_nsites"] = torch.tensor([e.nsites for e in init], dtype=torch.long)
+        batch["energy_diff"] = batch["formation_energy"]
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def check_structure(coords_lattice: torch.Tensor, species: list[str]) -> tuple[Structure | None, str]:
+    """Decode one sample; (None, reason) when it is not a usable structure."""
+    try:
+        structure = decode(coords_lattice, species)
+    except RepresentationError as exc:
+        return None, f"undecodable: {exc}"
+    if len(structure) > 1:
+        dist_matrix = structure.distance_matrix
+        np.fill_diagonal(dist_matrix, np.inf)
+        closest = float(dist_matrix.min())
+        if closest < MIN_DISTANCE:
+            return None, f"atoms {closest:.2f} Å apart (< {MIN_DISTANCE} Å)"
+    if structure.volume / len(structure) > 1000:
+        return None, f"volume {structure.volume / len(structure):.0f} Å^3/atom is unphysical"
+    return structure, ""
+
+
+def sample_structures(
+    checkpoint: str | os.PathLike | None,
+    conditions: Sequence[Condition | dict],
+    method: str | None = None,
+    steps: int | None = None,
+    samples_per_condition: int = 1,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    out: str | os.PathLike | None = None,
+    batch_size: int = 256,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[GeneratedSample]:
+    """Generate ``samples_per_condition`` structures for each condition.
+
+    Returns every (condition, sample index) result in condition order, including invalid ones
+    (``structure=None`` with ``reason``) and ones found in ``out`` from an earlier run.
+    ``progress(done, total)`` is called after each batch (rank-local counts).
+    """
+    if samples_per_condition < 1:
+        raise ValueError(f"samples_per_condition must be >= 1, got {samples_per_condition}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    conditions = [c if isinstance(c, Condition) else Condition.model_validate(c) for c in conditions]
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and device.index is None and dist.is_initialized():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
+    loaded = load_method(checkpoint or default_checkpoint(), method=method, device=device)
+    model = loaded.method
+    n_steps = steps or loaded.config.method.inference_steps
+    modification = model.task == "modification"
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+    out_path = Path(out) if out else None
+    done = {s.key: s for s in read_samples(out_path)} if out_path else {}
+    todo = [(ci, k) for ci, c in enumerate(conditions) for k in range(samples_per_condition) if (c.key, k) not in done]
+    mine = todo[rank::world]
+    part = _part_path(out_path, rank, world) if out_path else None
+
+    produced: list[GeneratedSample] = []
+    for start in range(0, len(mine), batch_size):
+        chunk = mine[start : start + batch_size]
+        conds = [conditions[ci] for ci, _ in chunk]
+        seeds = [sample_seed(seed, c, k) for c, (_, k) in zip(conds, chunk)]
+        batch = condition_batch(conds, modification, device)
+        generators = [torch.Generator().manual_seed(s) for s in seeds]
+        with torch.inference_mode():
+            x = model.sample(batch, steps=n_steps, generator=generators).cpu()
+        results = []
+        for i, (cond, (_, k)) in enumerate(zip(conds, chunk)):
+            structure, reason = check_structure(x[i], canonical_species(cond.formula))
+            results.append(GeneratedSample(
+                condition=cond, sample_index=k, seed=seeds[i], method=model.name, steps=n_steps,
+                checkpoint=str(loaded.path), structure=structure.as_dict() if structure else None, reason=reason,
+            ))
+        if part:
+            _append(part, results)
+        produced += results
+        if progress:
+            progress(start + len(chunk), len(mine))
+
+    if world > 1:
+        gathered: list = [None] * world
+        dist.all_gather_object(gathered, [s.model_dump() for s in produced])
+        produced = [GeneratedSample.model_validate(s) for per_rank in gathered for s in per_rank]
+        if out_path:
+            dist.barrier()
+            if rank == 0:
+                _merge_parts(out_path)
+            dist.barrier()
+    elif out_path and any(out_path.parent.glob(f"{out_path.name}.rank*.part")):
+        _merge_parts(out_path)  # parts left by an earlier multi-process run
+    by_key = {**done, **{s.key: s for s in produced}}
+    return [by_key[(c.key, k)] for c in conditions for k in range(samples_per_condition)]
+
+
+def read_samples(path: Path | None) -> list[GeneratedSample]:
+    """Samples in ``path`` and its per-rank part files; a truncated last line (killed run) is ignored."""
+    if path is None:
+        return []
+    samples = []
+    for file in [path, *sorted(path.parent.glob(f"{path.name}.rank*.part"))]:
+        if not file.is_file():
+            continue
+        for line in file.read_text().splitlines():
+            try:
+                samples.append(GeneratedSample.model_validate_json(line))
+            except ValueError:
+                continue
+    return samples
+
+
+def write_samples(path: str | os.PathLike, samples: Iterable[GeneratedSample]) -> None:
+    """Write a complete result file atomically."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(s.model_dump_json() + "\n" for s in samples))
+    os.replace(tmp, path)
+
+
+def _part_path(path: Path, rank: int, world: int) -> Path:
+    return path if world == 1 else path.with_name(f"{path.name}.rank{rank}.part")
+
+
+def _append(path: Path, samples: list[GeneratedSample]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torn = path.is_file() and path.stat().st_size and not path.read_bytes().endswith(b"\n")
+    with open(path, "a", encoding="utf-8") as fh:
+        if torn:  # a killed run left half a line: end it so our first record stays readable
+            fh.write("\n")
+        fh.write("".join(s.model_dump_json() + "\n" for s in samples))
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _merge_parts(path: Path) -> None:
+    merged = {s.key: s for s in read_samples(path)}
+    write_samples(path, merged.values())
+    for part in path.parent.glob(f"{path.name}.rank*.part"):
+        part.unlink()
+
+
+def conditions_from_file(path: str | os.PathLike) -> list[Condition]:
+    """Conditions from a YAML/JSON list of mappings (formula, spacegroup, formation_energy[, initial_structure])."""
+    import yaml
+
+    raw = yaml.safe_load(Path(path).read_text())
+    if not isinstance(raw, list):
+        raise ValueError(f"{path} must hold a list of conditions")
+    return [Condition.model_validate(item) for item in raw]
+
