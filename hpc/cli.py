@@ -2,8 +2,259 @@
 
 from __future__ import annotations
 
+import json
+from enum import Enum
+from pathlib import Path
+
 import typer
+from rich.console import Console
+
+console = Console()
+hpc_app = typer.Typer(help="Cluster set-up for FireWorks workers (GPU generation, CPU relaxation).",
+                      no_args_is_help=True)
+
+
+class Scheduler(str, Enum):
+    slurm = "slurm"
+    pbs = "pbs"
+
+
+class Category(str, Enum):
+    gpu = "gpu"
+    cpu = "cpu"
+
+
+class Launcher(str, Enum):
+    crystalgen_rlaunch = "crystalgen-rlaunch"
+    rlaunch = "rlaunch"
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+    cif = "cif"
+
+
+def _fail(message: str) -> None:
+    typer.secho(message, err=True, fg=typer.colors.RED)
+    raise typer.Exit(1)
+
+
+def _launchpad():
+    from crystalgen.db import DatabaseUnavailable, launchpad
+
+    try:
+        return launchpad()
+    except DatabaseUnavailable as exc:
+        _fail(str(exc))
+
+
+# --------------------------------------------------------------------------- campaign submit / status
+
+
+def submit(
+    campaign_file: Path = typer.Argument(..., help="campaign YAML file"),
+    force: bool = typer.Option(False, "--force", help="archive the campaign's live workflow and submit again"),
+) -> None:
+    """Put the campaign on the LaunchPad as a FireWorks workflow (gpu: generate; cpu: relax, hull)."""
+    from crystalgen.db import DatabaseUnavailable
+    from hpc.submit import AlreadySubmitted, submit_campaign
+
+    try:
+        result = submit_campaign(campaign_file, force=force)
+    except AlreadySubmitted as exc:
+        console.print(f"[yellow]{exc}[/yellow]")
+        return
+    except DatabaseUnavailable as exc:
+        _fail(str(exc))
+    except ValueError as exc:  # CampaignError and bad resources
+        _fail(f"{campaign_file}: {exc}")
+    if result.archived:
+        console.print(f"archived previous workflow(s) with root fw_id {', '.join(map(str, result.archived))}")
+    console.print(f"submitted campaign [bold]{result.campaign}[/bold]: {result.n_fireworks} fireworks "
+                  f"(more are added as stages fan out), root fw_id {', '.join(map(str, result.root_fw_ids))}")
+    console.print("run workers with `qlaunch -c <config dir> rapidfire` (see `crystalgen hpc init`); "
+                  f"follow with `crystalgen campaign status {result.campaign}`")
+
+
+def status(
+    name: str = typer.Argument(..., help="campaign name"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of tables"),
+    lost_after: float = typer.Option(4 * 3600, help="seconds without heartbeat after which a run counts as lost"),
+) -> None:
+    """Fireworks per stage and state, candidates per stage and lost runs of a submitted campaign."""
+    from hpc.status import campaign_status, status_tables
+
+    lpad = _launchpad()
+    result = campaign_status(lpad, name, lost_after_s=lost_after)
+    if as_json:
+        typer.echo(json.dumps(result.as_dict(), indent=2))
+        return
+    if result.total_fireworks == 0:
+        _fail(f"no fireworks for campaign {name!r}; submit it with `crystalgen campaign submit FILE`")
+    for table in status_tables(result):
+        console.print(table)
+    if result.lost_fw_ids:
+        console.print(f"[red]lost runs[/red] (no heartbeat for {lost_after:.0f} s): fw_id "
+                      f"{', '.join(map(str, result.lost_fw_ids))}; `crystalgen resubmit {name}` reruns them")
+
+
+# --------------------------------------------------------------------------- candidates
+
+
+def candidates(
+    name: str = typer.Argument(..., help="campaign name"),
+    below_hull: bool = typer.Option(False, "--below-hull", help="only candidates below the convex hull"),
+    max_ehull: float = typer.Option(None, "--max-ehull", help="only e_above_hull <= X (eV/atom)"),
+    formula: str = typer.Option(None, "--formula", help="only this composition (any formula form)"),
+    spg: int = typer.Option(None, "--spg", min=1, max=230, help="only this conditioning space group"),
+    stage: str = typer.Option("hull", "--stage", help="candidates in this stage ('all': any stage); "
+                              "default: ranked ones"),
+    limit: int = typer.Option(0, "--limit", min=0, help="at most N (0: all)"),
+    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table, json, csv or cif"),
+    out: Path = typer.Option(None, "--out", help="output folder (cif) or file (json/csv); default stdout"),
+) -> None:
+    """Candidates of a campaign ranked by energy above the hull."""
+    from flows.candidates import STAGES
+    from hpc import query
+
+    if stage != "all" and stage not in STAGES:
+        _fail(f"--stage {stage!r} is not one of all, {', '.join(STAGES)}")
+    if fmt is OutputFormat.cif and out is None:
+        _fail("--format cif needs --out DIR")
+    if formula is not None:
+        from pymatgen.core import Composition, Element
+
+        try:
+            symbols = [str(getattr(el, "symbol", el)) for el in Composition(formula).elements]
+        except (ValueError, KeyError):
+            symbols = []
+        if not symbols or not all(Element.is_valid_symbol(s) for s in symbols):
+            _fail(f"--formula {formula!r} is not a chemical formula of known elements")
+    try:
+        docs = query.find_candidates(name, below_hull=below_hull, max_e_above_hull=max_ehull, formula=formula,
+                                     spacegroup=spg, stage=None if stage == "all" else stage, limit=limit)
+    except Exception as exc:  # database errors: one line, no traceback
+        _fail(f"query failed: {exc}")
+    if fmt is OutputFormat.cif:
+        paths = query.write_cifs(docs, out)
+        console.print(f"wrote {len(paths)} CIF file(s) to {out}")
+        return
+    if fmt is OutputFormat.table:
+        console.print(query.rich_table(docs, f"{name}: {len(docs)} candidate(s), lowest e_above_hull first"))
+        return
+    text = query.to_json(docs) if fmt is OutputFormat.json else query.to_csv(docs)
+    if out is None:
+        typer.echo(text)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(out)
+        console.print(f"wrote {len(docs)} candidate(s) to {out}")
+
+
+# --------------------------------------------------------------------------- resubmit
+
+
+def resubmit(
+    name: str = typer.Argument(..., help="campaign name"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the plan, change nothing"),
+    max_retries: int = typer.Option(3, "--max-retries", min=0, help="leave fireworks rerun this often alone"),
+    lost_after: float = typer.Option(4 * 3600, help="seconds without heartbeat after which a run counts as lost"),
+) -> None:
+    """Rerun the campaign's failed and lost VASP fireworks with a fix for the error each one hit."""
+    from rich.table import Table
+
+    from hpc import resubmit as rs
+
+    lpad = _launchpad()
+    plans = rs.plan(lpad, name, max_retries=max_retries, lost_after_s=lost_after)
+    if not plans:
+        console.print(f"campaign {name!r}: no failed or lost relax fireworks")
+        return
+    table = Table(title=f"{name}: {'plan (dry run)' if dry_run else 'resubmission'}")
+    for column in ("fw_id", "state", "candidate", "error", "evidence", "fix", "retries"):
+        table.add_column(column)
+    for p in plans:
+        fix = f"[yellow]left alone: {p.skipped}[/yellow]" if p.skipped else p.fix.describe()
+        table.add_row(str(p.fw_id), p.state if p.state != "RUNNING" else "RUNNING (lost)", p.candidate_id or "",
+                      p.diagnosis.error_class.value, p.diagnosis.evidence[:80], fix, str(p.retries))
+    console.print(table)
+    if dry_run:
+        console.print("dry run: nothing changed")
+        return
+    rerun = rs.apply(lpad, name, plans, lost_after_s=lost_after)
+    skipped = [p.fw_id for p in plans if p.skipped]
+    console.print(f"rerun {len(rerun)} firework(s)" + (f"; {len(skipped)} past --max-retries left alone: "
+                                                     f"{', '.join(map(str, skipped))}" if skipped else ""))
+
+
+# --------------------------------------------------------------------------- hpc init
+
+
+@hpc_app.command("init")
+def init(
+    scheduler: Scheduler = typer.Option(Scheduler.slurm, "--scheduler", help="slurm or pbs"),
+    category: Category = typer.Option(Category.gpu, "--category", help="gpu (generation) or cpu (relax, hull)"),
+    gpus: int = typer.Option(1, "--gpus", min=1, help="GPUs per node (gpu category): torchrun --nproc_per_node"),
+    cpus: int = typer.Option(16, "--cpus", min=1, help="CPU cores per job"),
+    nodes: int = typer.Option(1, "--nodes", min=1),
+    walltime: str = typer.Option("24:00:00", "--walltime", help="HH:MM:SS or D-HH:MM:SS"),
+    queue: str = typer.Option(None, "--queue", help="partition / queue"),
+    account: str = typer.Option(None, "--account", help="allocation account / project"),
+    mem: str = typer.Option(None, "--mem", help="memory per node, e.g. 64G"),
+    module: list[str] = typer.Option([], "--module", help="module to load (repeatable)"),
+    venv: Path = typer.Option(None, "--venv", help="virtual environment to activate in the job"),
+    launcher: Launcher = typer.Option(Launcher.crystalgen_rlaunch, "--launcher",
+                                      help="crystalgen-rlaunch (any server) or plain rlaunch (real mongod only)"),
+    out: Path = typer.Option(..., "--out", help="configuration directory to write"),
+) -> None:
+    """Write my_launchpad.yaml, my_fworker.yaml, my_qadapter.yaml and the submit template for qlaunch."""
+    from crystalgen.db import DatabaseUnavailable, mongo_uri
+    from crystalgen.settings import get_settings
+    from hpc.templates import ClusterOptions, TemplateError, render_cluster_files
+
+    options = ClusterOptions(scheduler=scheduler.value, category=category.value, gpus=gpus, cpus=cpus, nodes=nodes,
+                             walltime=walltime, queue=queue, account=account, mem=mem, modules=list(module),
+                             venv=str(venv) if venv else None, launcher=launcher.value)
+    settings = get_settings()
+    try:
+        options.validate()
+        uri = mongo_uri(settings, start=False)
+    except TemplateError as exc:
+        _fail(str(exc))
+    except DatabaseUnavailable as exc:
+        _fail(f"{exc}\nhpc init writes the database URI into the launchpad file: configure mongodb_uri "
+              "(a server the compute nodes can reach) or start the embedded one first")
+    paths = render_cluster_files(options, settings, uri, out)
+    for kind, path in paths.items():
+        console.print(f"{kind:>9}: {path}")
+    if "127.0.0.1" in uri or "localhost" in uri:
+        console.print("[yellow]the database URI is local to this machine; compute nodes elsewhere cannot reach it "
+                      "- set mongodb_uri to a shared MongoDB for real clusters[/yellow]")
+    console.print(f"submit workers with: qlaunch -c {paths['qadapter'].parent} rapidfire")
+
+
+# --------------------------------------------------------------------------- registration
+
+
+def _campaign_app(app: typer.Typer) -> typer.Typer:
+    """The ``campaign`` sub-app the flows layer registered (created here if it is missing)."""
+    for group in app.registered_groups:
+        if group.name == "campaign" and group.typer_instance is not None:
+            return group.typer_instance
+    campaign_app = typer.Typer(help="Run and submit discovery campaigns.", no_args_is_help=True)
+    app.add_typer(campaign_app, name="campaign")
+    return campaign_app
 
 
 def register(app: typer.Typer) -> None:
     """Attach the cluster commands to the root app (called through the crystalgen.cli entry point)."""
+    campaign_app = _campaign_app(app)
+    campaign_app.command("submit")(submit)
+    campaign_app.command("status")(status)
+    app.command("candidates")(candidates)
+    app.command("resubmit")(resubmit)
+    app.add_typer(hpc_app, name="hpc")

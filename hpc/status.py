@@ -1,0 +1,65 @@
+"""Where a submitted campaign stands, read from the database only (no scheduler access needed)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from hpc.dispatch import CAMPAIGN_KEY, STAGE_KEY, STAGES
+
+FW_STATES = ("WAITING", "READY", "RESERVED", "RUNNING", "COMPLETED", "FIZZLED", "DEFUSED", "PAUSED", "ARCHIVED")
+
+
+@dataclass
+class CampaignStatus:
+    campaign: str
+    workflows: int
+    fireworks: dict[str, dict[str, int]]  # stage -> state -> count
+    candidates: dict[str, int]  # candidate stage -> count
+    lost_fw_ids: list[int] = field(default_factory=list)
+
+    @property
+    def total_fireworks(self) -> int:
+        return sum(sum(states.values()) for states in self.fireworks.values())
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "total_fireworks": self.total_fireworks}
+
+
+def campaign_status(lpad, campaign: str, lost_after_s: float = 4 * 3600, candidates_coll=None) -> CampaignStatus:
+    """Fireworks per stage and state, candidates per stage, and lost runs of ``campaign``."""
+    from flows import candidates
+
+    rows = lpad.fireworks.aggregate([
+        {"$match": {f"spec.{CAMPAIGN_KEY}": campaign}},
+        {"$group": {"_id": {"stage": f"$spec.{STAGE_KEY}", "state": "$state"}, "n": {"$sum": 1}}},
+    ])
+    fireworks: dict[str, dict[str, int]] = {}
+    for row in rows:
+        stage = row["_id"].get("stage") or "other"
+        fireworks.setdefault(stage, {})[row["_id"]["state"]] = row["n"]
+    order = {stage: i for i, stage in enumerate(STAGES)}
+    fireworks = dict(sorted(fireworks.items(), key=lambda item: order.get(item[0], len(order))))
+    _, lost, _ = lpad.detect_lostruns(expiration_secs=lost_after_s, query={f"spec.{CAMPAIGN_KEY}": campaign})
+    workflows = lpad.workflows.count_documents({f"metadata.{CAMPAIGN_KEY}": campaign, "state": {"$ne": "ARCHIVED"}})
+    coll = candidates_coll if candidates_coll is not None else candidates.collection()
+    return CampaignStatus(campaign, workflows, fireworks, candidates.count_by_stage(coll, campaign), sorted(set(lost)))
+
+
+def status_tables(status: CampaignStatus):
+    """Two rich tables: fireworks (stage x state) and candidates per stage."""
+    from rich.table import Table
+
+    states = [s for s in FW_STATES if any(s in by_state for by_state in status.fireworks.values())]
+    fw_table = Table(title=f"campaign {status.campaign}: fireworks ({status.workflows} live workflow(s))")
+    fw_table.add_column("stage")
+    for state in states:
+        fw_table.add_column(state, justify="right")
+    fw_table.add_column("total", justify="right")
+    for stage, by_state in status.fireworks.items():
+        fw_table.add_row(stage, *(str(by_state.get(s, 0)) for s in states), str(sum(by_state.values())))
+    cand_table = Table(title="candidates")
+    cand_table.add_column("stage")
+    cand_table.add_column("count", justify="right")
+    for stage, count in status.candidates.items():
+        cand_table.add_row(stage, str(count))
+    return fw_table, cand_table

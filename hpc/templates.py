@@ -1,0 +1,167 @@
+"""Render the FireWorks configuration directory a cluster needs: launchpad, fworker, qadapter.
+
+The three files are the ones FireWorks itself reads with ``rlaunch -c DIR`` / ``qlaunch -c DIR``
+(``my_launchpad.yaml``, ``my_fworker.yaml``, ``my_qadapter.yaml``). The qadapter is FireWorks'
+``CommonAdapter`` with our submit-script template (``hpc/templates/<SCHEDULER>_template.txt``,
+copied next to it) because the stock templates cannot request GPUs per node in one place and do
+not export the ``torchrun`` launcher that multi-GPU generation uses inside one firework.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+
+import yaml
+
+from crystalgen.settings import Settings, config_file
+
+SCHEDULERS = ("slurm", "pbs")
+CATEGORIES = ("gpu", "cpu")
+LAUNCHERS = ("crystalgen-rlaunch", "rlaunch")
+WALLTIME_RE = re.compile(r"^(?:(\d+)-)?(\d{1,3}):([0-5]\d):([0-5]\d)$")
+TIMEOUT_MARGIN = 0.9  # stop pulling new fireworks after 90% of the allocation's walltime
+
+
+class TemplateError(ValueError):
+    """A cluster option is invalid; the message names it."""
+
+
+def walltime_seconds(walltime: str) -> int:
+    """'HH:MM:SS' or 'D-HH:MM:SS' (SLURM) in seconds."""
+    match = WALLTIME_RE.match(walltime.strip())
+    if not match:
+        raise TemplateError(f"walltime {walltime!r} is not HH:MM:SS or D-HH:MM:SS")
+    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+
+
+@dataclass
+class ClusterOptions:
+    """What ``crystalgen hpc init`` asks for; everything else is left to the site's defaults."""
+
+    scheduler: str = "slurm"
+    category: str = "gpu"
+    gpus: int = 1
+    cpus: int = 16
+    nodes: int = 1
+    walltime: str = "24:00:00"
+    queue: str | None = None
+    account: str | None = None
+    mem: str | None = None
+    modules: list[str] = field(default_factory=list)
+    venv: str | None = None
+    launcher: str = "crystalgen-rlaunch"
+    worker_name: str | None = None
+
+    def validate(self) -> None:
+        if self.scheduler not in SCHEDULERS:
+            raise TemplateError(f"scheduler {self.scheduler!r} is not one of {', '.join(SCHEDULERS)}")
+        if self.category not in CATEGORIES:
+            raise TemplateError(f"category {self.category!r} is not one of {', '.join(CATEGORIES)}")
+        if self.launcher not in LAUNCHERS:
+            raise TemplateError(f"launcher {self.launcher!r} is not one of {', '.join(LAUNCHERS)}")
+        for name in ("gpus", "cpus", "nodes"):
+            if getattr(self, name) < 1:
+                raise TemplateError(f"{name} must be >= 1, got {getattr(self, name)}")
+        walltime_seconds(self.walltime)
+
+
+def launchpad_config(settings: Settings, uri: str) -> dict:
+    """``my_launchpad.yaml``: the settings' database, by URI (credentials stay in the URI)."""
+    return {
+        "host": uri,
+        "name": settings.database,
+        "uri_mode": True,
+        "mongoclient_kwargs": {"retryWrites": False},
+        "logdir": None,
+        "strm_lvl": "INFO",
+    }
+
+
+def fworker_config(options: ClusterOptions) -> dict:
+    """``my_fworker.yaml``: a worker that only pulls fireworks of its category."""
+    return {
+        "name": options.worker_name or f"crystalgen-{options.category}-{options.scheduler}",
+        "category": options.category,
+        "query": "{}",
+        "env": {},
+    }
+
+
+def _pre_rocket(options: ClusterOptions, settings: Settings, uri: str) -> str:
+    """Environment for the jobs: modules, venv, and the same crystalgen settings as the submitter."""
+    lines = [f"module load {module}" for module in options.modules]
+    if options.venv:
+        lines.append(f"source {Path(options.venv).expanduser() / 'bin' / 'activate'}")
+    if config_file().is_file():  # the jobs read the same settings file as the submitting user
+        lines.append(f"export CRYSTALGEN_CONFIG={config_file()}")
+    else:
+        lines.append(f"export CRYSTALGEN_MONGODB_URI='{uri}'")
+    lines += [
+        f"export CRYSTALGEN_DATABASE={settings.database}",
+        "export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-${NCPUS:-1}}",
+        "export HF_HUB_OFFLINE=1",
+    ]
+    if settings.vasp_cmd:
+        lines.append(f'export CRYSTALGEN_VASP_CMD="{settings.vasp_cmd}"')
+        lines.append(f'export ATOMATE2_VASP_CMD="{settings.vasp_cmd}"')
+    return "\n".join(lines)
+
+
+def qadapter_config(options: ClusterOptions, settings: Settings, uri: str, config_dir: Path) -> dict:
+    """``my_qadapter.yaml``: a CommonAdapter whose jobs run rapidfire until 90% of the walltime."""
+    timeout = int(walltime_seconds(options.walltime) * TIMEOUT_MARGIN)
+    rocket = f"{options.launcher} -c {config_dir} rapidfire --timeout {timeout}"
+    config = {
+        "_fw_name": "CommonAdapter",
+        "_fw_q_type": options.scheduler.upper(),
+        "_fw_template_file": str(config_dir / f"{options.scheduler.upper()}_template.txt"),
+        "rocket_launch": rocket,
+        "walltime": options.walltime,
+        "queue": options.queue,
+        "account": options.account,
+        "job_name": f"crystalgen-{options.category}",
+        "pre_rocket": _pre_rocket(options, settings, uri),
+        "post_rocket": None,
+        "logdir": str(config_dir / "logs"),
+    }
+    gpus = options.gpus if options.category == "gpu" else None
+    if options.scheduler == "slurm":
+        config.update(nodes=options.nodes, ntasks_per_node=1, cpus_per_task=options.cpus, gpus=gpus, mem=options.mem)
+    else:
+        chunk = f"{options.nodes}:ncpus={options.cpus}"
+        chunk += f":ngpus={gpus}" if gpus else ""
+        chunk += f":mem={options.mem}" if options.mem else ""
+        config.update(select=chunk, gpus=gpus)
+    return config
+
+
+def _dump(path: Path, header: str, data: dict) -> None:
+    path.write_text(f"# {header}\n" + yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
+
+
+def render_cluster_files(options: ClusterOptions, settings: Settings, uri: str, out_dir: Path) -> dict[str, Path]:
+    """Write the configuration directory; returns {file kind: path}. Validates before writing."""
+    options.validate()
+    out_dir = Path(out_dir).expanduser().resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "logs").mkdir(exist_ok=True)
+    template_name = f"{options.scheduler.upper()}_template.txt"
+    paths = {
+        "launchpad": out_dir / "my_launchpad.yaml",
+        "fworker": out_dir / "my_fworker.yaml",
+        "qadapter": out_dir / "my_qadapter.yaml",
+        "template": out_dir / template_name,
+    }
+    _dump(paths["launchpad"], "FireWorks LaunchPad: the crystalgen database (rlaunch/qlaunch/lpad -l this file)",
+          launchpad_config(settings, uri))
+    _dump(paths["fworker"], f"FireWorks FWorker: pulls only fireworks with spec._category == {options.category!r}",
+          fworker_config(options))
+    _dump(paths["qadapter"], f"FireWorks CommonAdapter ({options.scheduler.upper()}, {options.category}); "
+          f"qlaunch -c {out_dir} rapidfire", qadapter_config(options, settings, uri, out_dir))
+    shutil.copyfile(files("hpc") / "templates" / template_name, paths["template"])
+    return paths
