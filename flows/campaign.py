@@ -1,0 +1,251 @@
+"""The campaign file: one YAML document that says what to generate, how to relax it and how to rank it.
+
+``load_campaign(path)`` is the only way in. Every problem comes back as one :class:`CampaignError`
+whose message names the field and the offending value, so ``validate``, ``plan`` and ``run`` can stop
+before anything is written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pymatgen.core import Composition, Element
+
+#: INCAR defaults of the paper's VASP relaxations (PBE, 500 eV cut-off, tight convergence).
+DEFAULT_INCAR: dict[str, Any] = {"ENCUT": 500, "EDIFF": 1e-5, "EDIFFG": -0.01, "GGA": "PE"}
+
+
+class CampaignError(ValueError):
+    """A campaign file that cannot be run; the message names the field and value."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(_Strict):
+    """Which generative model samples the candidates."""
+
+    checkpoint: str = Field("default", description="checkpoint file, or 'default' for the shipped one")
+    method: str | None = Field(None, description="sampling method override (ddpm, ddim, cfm, ...)")
+    steps: int | None = Field(None, ge=1, description="number of sampling steps override")
+
+
+class EnergyScheme(_Strict):
+    """``count`` formation energies ``start + offset + i * step`` (eV/atom); ``start: hull`` = the hull energy."""
+
+    name: str | None = None
+    start: Literal["hull"] | float = "hull"
+    offset: float = 0.0
+    step: float = Field(0.01, description="eV/atom between grid points")
+    count: int = Field(21, ge=1, description="number of grid points")
+
+    @field_validator("step")
+    @classmethod
+    def _nonzero(cls, value: float) -> float:
+        if value == 0:
+            raise ValueError("must not be 0")
+        return value
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        base = "hull" if self.start == "hull" else f"{self.start:g}"
+        return f"{base}{self.offset:+g}:{self.step:g}x{self.count}"
+
+    def values(self, hull_energy: float | None) -> list[float]:
+        """The grid for one composition; ``hull_energy`` is needed when ``start`` is ``hull``."""
+        if self.start == "hull":
+            if hull_energy is None:
+                raise ValueError(f"energy scheme {self.label} starts at the hull energy, which is unknown")
+            base = hull_energy
+        else:
+            base = float(self.start)
+        return [round(base + self.offset + i * self.step, 6) for i in range(self.count)]
+
+
+class PrerelaxSpec(_Strict):
+    """MLIP pre-relaxation and the filter that decides what goes on to the expensive relaxation."""
+
+    potential: str | None = Field(None, description="potential name or folder; empty: settings, then the shipped default")
+    fmax: float = Field(0.05, gt=0)
+    steps: int = Field(500, ge=1)
+    batch_size: int = Field(64, ge=1, description="structures per batched potential call")
+    chunk_size: int = Field(64, ge=1, description="candidates per pre-relax job (the unit that is resumed)")
+    e_above_hull_window: float = Field(0.1, description="MLIP e_above_hull (eV/atom) at or below which a candidate is relaxed")
+    dedupe: bool = Field(True, description="drop candidates that StructureMatcher finds equal to a better one")
+    max_selected: int | None = Field(None, ge=1, description="relax at most this many (lowest MLIP e_above_hull first)")
+
+
+class RelaxSpec(_Strict):
+    """The final relaxation: atomate2 VASP, or the MLIP stand-in where no VASP exists."""
+
+    engine: Literal["vasp", "mlip"] = "vasp"
+    incar: dict[str, Any] = Field(default_factory=dict, description="INCAR overrides on top of the paper's defaults")
+    fmax: float = Field(0.02, gt=0, description="engine mlip: force criterion")
+    steps: int = Field(1000, ge=1, description="engine mlip: step limit")
+
+    @field_validator("incar")
+    @classmethod
+    def _upper_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return {str(key).upper(): val for key, val in value.items()}
+
+    @property
+    def incar_settings(self) -> dict[str, Any]:
+        return {**DEFAULT_INCAR, **self.incar}
+
+
+class ReferenceSpec(_Strict):
+    """Where the competing phases of the convex hull come from."""
+
+    source: Literal["file", "mp-api"] = "file"
+    file: str | None = Field(None, description="reference file; empty: the shipped Ta-W-B phases")
+    recompute: bool = Field(
+        True,
+        description="relax the reference structures with the campaign's relax engine (VASP: same INCAR), so "
+        "references and candidates share one energy source; false: use the energies stored with the references",
+    )
+    compatibility: str | None = Field(
+        None,
+        description="name of the compatibility scheme under which you accept energies computed with other "
+        "settings than the candidates' (recorded on every result, no corrections applied); empty: refuse to mix",
+    )
+
+
+class Resources(_Strict):
+    """What one job of a stage asks the scheduler for (FireWorks category + queue request)."""
+
+    category: Literal["gpu", "cpu"] = "cpu"
+    walltime: str = Field("01:00:00", pattern=r"^\d+:\d\d:\d\d$")
+    nodes: int = Field(1, ge=1)
+    gpus: int = Field(0, ge=0)
+
+    @property
+    def hours(self) -> float:
+        h, m, s = (int(part) for part in self.walltime.split(":"))
+        return h + m / 60 + s / 3600
+
+
+class StageResources(_Strict):
+    generate: Resources = Resources(category="gpu", walltime="02:00:00", gpus=1)
+    prerelax: Resources = Resources(category="gpu", walltime="02:00:00", gpus=1)
+    relax: Resources = Resources(category="cpu", walltime="24:00:00", nodes=1)
+    hull: Resources = Resources(category="cpu", walltime="00:30:00")
+
+
+SpaceGroup = Annotated[int, Field(ge=1, le=230)]
+
+
+class Campaign(_Strict):
+    """A whole discovery campaign; see campaigns/demo.yaml for an annotated example."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    model: ModelSpec = ModelSpec()
+    compositions: list[str] = Field(min_length=1)
+    spacegroups: list[SpaceGroup] = Field(min_length=1)
+    energy_grid: list[EnergyScheme] = Field(min_length=1)
+    samples_per_condition: int = Field(1, ge=1)
+    seed: int = Field(0, ge=0)
+    prerelax: PrerelaxSpec = PrerelaxSpec()
+    relax: RelaxSpec = RelaxSpec()
+    references: ReferenceSpec = ReferenceSpec()
+    resources: StageResources = StageResources()
+    #: folder of the campaign file; relative paths inside it resolve against this
+    base_dir: Path = Field(Path("."), exclude=True)
+
+    @field_validator("energy_grid", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, dict) else value
+
+    @field_validator("compositions")
+    @classmethod
+    def _real_elements(cls, value: list[str]) -> list[str]:
+        for formula in value:
+            try:
+                composition = Composition(formula)
+            except (ValueError, KeyError) as exc:
+                raise ValueError(f"cannot parse formula {formula!r}: {exc}") from None
+            for element in composition.elements:
+                if not Element.is_valid_symbol(str(getattr(element, "symbol", element))):
+                    raise ValueError(f"unknown element {element!s} in formula {formula!r}")
+        if len({Composition(f).reduced_formula for f in value}) != len(value):
+            raise ValueError("the same composition is listed twice")
+        return value
+
+    @model_validator(mode="after")
+    def _distinct_spacegroups(self) -> Campaign:
+        if len(set(self.spacegroups)) != len(self.spacegroups):
+            raise ValueError("spacegroups: a space group is listed twice")
+        return self
+
+    def resolve_path(self, path: str) -> Path:
+        candidate = Path(path).expanduser()
+        return candidate if candidate.is_absolute() else (self.base_dir / candidate)
+
+    def checkpoint_path(self) -> Path:
+        """The model checkpoint file; ``CampaignError`` when it does not exist."""
+        if self.model.checkpoint == "default":
+            try:
+                from crystalgen.sample import default_checkpoint
+            except ImportError as exc:
+                raise CampaignError(f"model.checkpoint: 'default' is unavailable ({exc})") from None
+            path = Path(default_checkpoint())
+        else:
+            path = self.resolve_path(self.model.checkpoint)
+        if not path.is_file():
+            raise CampaignError(f"model.checkpoint: checkpoint file not found: {path}")
+        return path
+
+
+def check_model_inputs(campaign: Campaign) -> None:
+    """Every composition must be something the generative model can represent (site count, elements)."""
+    from crystalgen.sample import Condition
+
+    for i, formula in enumerate(campaign.compositions):
+        try:
+            Condition(formula=formula, spacegroup=campaign.spacegroups[0], formation_energy=0.0)
+        except ValidationError as exc:
+            reason = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+            raise CampaignError(f"compositions.{i}: {reason}") from None
+
+
+def _format_errors(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "campaign"
+        message = item["msg"].removeprefix("Value error, ")
+        value = item.get("input")
+        shown = "" if isinstance(value, dict | list) or value is None else f" (got {value!r})"
+        lines.append(f"{field}: {message}{shown}")
+    return "\n".join(lines)
+
+
+def parse_campaign(data: Any, base_dir: Path = Path(".")) -> Campaign:
+    """Validate a campaign mapping; raises :class:`CampaignError`."""
+    if not isinstance(data, dict):
+        raise CampaignError("the campaign file must hold a mapping of field: value")
+    try:
+        return Campaign.model_validate({**data, "base_dir": base_dir})
+    except ValidationError as exc:
+        raise CampaignError(_format_errors(exc)) from None
+
+
+def load_campaign(path: str | Path, check_checkpoint: bool = True) -> Campaign:
+    """Read and validate a campaign YAML file (and, by default, that its checkpoint exists)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CampaignError(f"campaign file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise CampaignError(f"{path} is not valid YAML: {exc}") from None
+    campaign = parse_campaign(data, base_dir=path.resolve().parent)
+    if check_checkpoint:
+        campaign.checkpoint_path()
+        check_model_inputs(campaign)
+    return campaign
