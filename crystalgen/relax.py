@@ -33,6 +33,9 @@ FIRE_ASTART = 0.1
 FIRE_FA = 0.99
 
 MIN_DISTANCE = 0.5  # Å: closer sites are "overlapping atoms"
+#: a bond shorter than this fraction of the sum of atomic radii is a collapse into a hole of the
+#: potential (seen: B-B 0.62 Å, Fe-Fe 0.88 Å in N2-type cells at -7.9 / -21.8 eV/atom), not chemistry
+MIN_BOND_FRACTION = 0.6
 MIN_CELL_HEIGHT = 0.8  # Å: a thinner cell is "collapsed"
 MIN_VOLUME_PER_ATOM = 1.5  # Å^3
 MAX_VOLUME_PER_ATOM = 250.0  # Å^3: beyond this the cell has "exploded"
@@ -159,9 +162,22 @@ def validate_structure(structure: Structure, potential: Potential | None = None)
         i, j = np.unravel_index(np.argmin(distances), distances.shape)
         if distances[i, j] < MIN_DISTANCE:
             return f"overlapping atoms: sites {i} and {j} are {distances[i, j]:.3f} Å apart (< {MIN_DISTANCE} Å)"
+        radii = np.array([_atomic_radius(site.specie) for site in structure])
+        ratio = distances / (radii[:, None] + radii[None, :])
+        i, j = np.unravel_index(np.argmin(ratio), ratio.shape)
+        if ratio[i, j] < MIN_BOND_FRACTION:
+            return (
+                f"collapsed bond: {structure[i].specie}-{structure[j].specie} sites {i} and {j} are "
+                f"{distances[i, j]:.3f} Å apart (< {MIN_BOND_FRACTION} x the sum of atomic radii)"
+            )
     if potential is not None and (missing := potential.unsupported_elements(structure)):
         return f"{potential.name} does not support element(s) {sorted(missing)}"
     return None
+
+
+def _atomic_radius(specie) -> float:
+    radius = getattr(specie, "atomic_radius", None) or getattr(getattr(specie, "element", None), "atomic_radius", None)
+    return float(radius) if radius else 1.0
 
 
 def _runaway_reason(state: _FireState, prediction: PotentialResult, volume: float) -> str | None:

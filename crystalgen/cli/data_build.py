@@ -1,1 +1,84 @@
 """``crystalgen data build-prototypes``: the offline polymorph dataset (potentials issue)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from crystalgen.cli.data import data_app
+
+DEFAULT_WORK_DIR = Path(".crystalgen/work")
+
+
+@data_app.command("build-prototypes")
+def build_prototypes(
+    output: Path = typer.Argument(..., help="dataset file to write (.jsonl or .jsonl.gz)"),
+    system: list[str] = typer.Option(
+        None,
+        "--system",
+        "-s",
+        help="chemical system, e.g. Ta-W-B or Ta-W-B:8 (':N' = prototypes up to N primitive sites); repeatable. "
+        "Default: the built-in list of ~36 boride/carbide/nitride/intermetallic systems.",
+    ),
+    max_sites: int = typer.Option(4, min=1, max=60, help="largest primitive cell (sites) of a prototype"),
+    potential: str = typer.Option(None, help="potential name or matgl model folder (default: embedded TensorNet)"),
+    fmax: float = typer.Option(0.1, min=1e-4, help="force convergence, eV/Å"),
+    max_steps: int = typer.Option(100, min=1, help="FIRE steps per structure"),
+    workers: int = typer.Option(2, min=0, help="dask worker processes (0 = relax in this process)"),
+    chunk_size: int = typer.Option(64, min=1, help="structures per resumable work unit"),
+    work_dir: Path = typer.Option(DEFAULT_WORK_DIR, help="finished chunks live here; a rerun resumes"),
+    partial: bool = typer.Option(False, "--partial", help="only assemble the chunks finished so far"),
+) -> None:
+    """Decorate AFLOW prototypes, relax them with an MLIP and write a polymorph dataset."""
+    from pydantic import ValidationError
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from crystalgen.potentials import PotentialSanityError
+    from crystalgen.prototypes import DEFAULT_SYSTEMS, BuildConfig, build_prototype_dataset
+
+    if output.suffix not in {".jsonl", ".gz"}:
+        typer.secho(f"output {output}: use a .jsonl or .jsonl.gz file name", err=True, fg="red")
+        raise typer.Exit(1)
+    try:
+        config = BuildConfig(
+            systems=list(system) if system else list(DEFAULT_SYSTEMS),
+            max_sites=max_sites,
+            potential=potential,
+            fmax=fmax,
+            max_steps=max_steps,
+            chunk_size=chunk_size,
+        )
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        option = {"systems": "system"}.get(str(error["loc"][0]), str(error["loc"][0])).replace("_", "-")
+        typer.secho(f"invalid --{option}: {error['msg']}", err=True, fg="red")
+        raise typer.Exit(1) from None
+
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("[bold]relaxing prototype chunks"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+        task = bar.add_task("chunks", total=None)
+        try:
+            stats = build_prototype_dataset(
+                config,
+                output,
+                work_dir,
+                workers=workers,
+                partial=partial,
+                on_chunk=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        except (PotentialSanityError, ValueError, RuntimeError) as exc:
+            typer.secho(f"build-prototypes failed: {exc}", err=True, fg="red")
+            raise typer.Exit(1) from None
+    console.print(
+        f"wrote {stats['records']} structures ({stats['formulas']} formulas) to {output}; "
+        f"chunks {stats['chunks_done']}/{stats['chunks_total']}, relaxed {stats['candidates_relaxed']}, "
+        f"converged {stats['converged']}, failed {stats['failed']}, duplicates merged {stats['duplicates_merged']}"
+    )

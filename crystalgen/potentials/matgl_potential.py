@@ -37,7 +37,25 @@ class MatglPotential(Potential):
         self.model_dir = model_dir
         self.name = name or model_dir.name
         self.version = f"{self.name} (matgl {matgl.__version__}, backend {matgl.config.BACKEND})"
-        self.model = matgl.load_model(model_dir)  # a local folder: matgl never downloads here
+        backend = matgl.config.BACKEND
+        try:
+            self.model = matgl.load_model(model_dir)  # a local folder: matgl never downloads here
+        except Exception as exc:
+            raise ValueError(
+                f"cannot load matgl model {self.name!r} from {model_dir} with matgl {matgl.__version__} "
+                f"(backend {backend}): {exc}. M3GNet weight files need MATGL_BACKEND=DGL with dgl "
+                "installed (see shared/data/README.md)"
+            ) from exc
+        finally:
+            # matgl.load_model silently switches the process-wide backend to DGL for DGL-era files,
+            # which would break every PyG model loaded afterwards
+            dgl_model = matgl.config.BACKEND == "DGL" and backend == "PYG"
+            if dgl_model:
+                matgl.set_backend(backend)
+        if backend != "PYG" or dgl_model:
+            raise ValueError(
+                f"{self.name}: the batched predictor supports matgl's PyG backend only (this model needs DGL)"
+            )
         self.model.eval()
         self.elements = frozenset(self.model.model.element_types)
         self._converter = Structure2Graph(self.model.model.element_types, float(self.model.model.cutoff))
@@ -58,14 +76,44 @@ class MatglPotential(Potential):
             lattices.append(torch.as_tensor(lattice).reshape(3, 3))
         batch = Batch.from_data_list(graphs)
         lat = torch.stack(lattices)
-        state = torch.zeros((len(structures), 2), dtype=lat.dtype)
-        energies, forces, stresses, _ = self.model(batch, lat, state)
+        if self.model.model.__class__.__name__ == "TensorNet":
+            energies, forces, stresses = self._energy_forces_stress(batch, lat)
+        else:  # models with state features / line graphs: matgl's own (slower) forward
+            state = torch.zeros((len(structures), 2), dtype=lat.dtype)
+            energies, forces, stresses, _ = self.model(batch, lat, state)
+            stresses = stresses.reshape(-1, 3, 3) / EV_PER_A3_TO_GPA
         energies = energies.detach().reshape(-1).double().numpy()
         forces = forces.detach().double().numpy()
-        stresses = stresses.detach().double().numpy().reshape(-1, 3, 3) / EV_PER_A3_TO_GPA
+        stresses = stresses.detach().double().numpy().reshape(-1, 3, 3)
         counts = [len(s) for s in structures]
         offsets = np.concatenate([[0], np.cumsum(counts)])
         return [
             PotentialResult(float(energies[i]), forces[offsets[i] : offsets[i + 1]], stresses[i], counts[i])
             for i in range(len(structures))
         ]
+
+    def _energy_forces_stress(self, batch, lat):
+        """matgl ``Potential.forward`` for inference: the same energy, but first-order gradients only.
+
+        matgl differentiates with ``create_graph=True`` (needed for training on forces); for
+        relaxations that doubles the backward cost, so forces (-dE/dpos) and stress
+        ((1/V) dE/dstrain, eV/Å^3) are taken here with a plain backward pass.
+        """
+        import torch
+
+        potential = self.model
+        strain = lat.new_zeros((batch.num_graphs, 3, 3)).requires_grad_(True)
+        lattice = lat @ (torch.eye(3, dtype=lat.dtype) + strain)
+        batch.lattice = lattice[batch.batch[batch.edge_index[0]]]
+        batch.pbc_offshift = (batch.pbc_offset.unsqueeze(-1) * batch.lattice).sum(dim=1)
+        batch.pos = (batch.frac_coords.unsqueeze(-1) * lattice[batch.batch]).sum(dim=1)
+        batch.pos.requires_grad_(True)
+        energies = potential.model(g=batch, state_attr=None)
+        energies = potential.data_std * energies + potential.data_mean
+        if potential.calc_repuls:
+            energies = energies + potential.repuls(potential.model.element_types, batch)
+        if potential.element_refs is not None:
+            energies = energies + potential.element_refs(batch).reshape(energies.shape)
+        pos_grad, strain_grad = torch.autograd.grad(energies.sum(), [batch.pos, strain])
+        volume = torch.abs(torch.det(lattice.detach()))
+        return energies.detach(), -pos_grad, strain_grad / volume[:, None, None]

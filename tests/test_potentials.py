@@ -1,0 +1,141 @@
+"""The potential layer: real weights, batched predictions, units, the sanity guard and the loader."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from pymatgen.core import Lattice, Structure
+
+from crystalgen.potentials import (
+    DEFAULT_POTENTIAL,
+    PotentialSanityError,
+    check_potential,
+    load_potential,
+    reference_structures,
+)
+from crystalgen.potentials.guard import REFERENCE_ENERGIES
+from crystalgen.potentials.matgl_potential import MatglPotential
+from crystalgen.potentials.registry import embedded_model_dir
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _private_check_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("CRYSTALGEN_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def default_potential():
+    return load_potential()
+
+
+def test_default_potential_is_embedded_tensornet_with_licence(default_potential):
+    folder = embedded_model_dir(DEFAULT_POTENTIAL)
+    assert folder is not None and (folder / "LICENSE").read_text().startswith("BSD 3-Clause")
+    assert default_potential.name == DEFAULT_POTENTIAL
+    assert "matgl 2.1.2" in default_potential.version
+
+
+def test_batched_prediction_equals_one_by_one(default_potential):
+    structures = list(reference_structures().values())
+    structures[1] = structures[1].copy()
+    structures[1].perturb(0.1, min_distance=0.05)  # non-zero forces
+    batched = default_potential.predict(structures)
+    for structure, result in zip(structures, batched, strict=True):
+        single = default_potential.predict([structure])[0]
+        assert result.forces.shape == (len(structure), 3)
+        assert result.energy == pytest.approx(single.energy, abs=1e-4)
+        np.testing.assert_allclose(result.forces, single.forces, atol=1e-4)
+        np.testing.assert_allclose(result.stress, single.stress, atol=1e-6)
+    assert np.abs(batched[1].forces).max() > 0.05
+
+
+def test_reference_energies_and_stress_units(default_potential):
+    refs = REFERENCE_ENERGIES[DEFAULT_POTENTIAL]
+    structures = reference_structures()
+    results = dict(zip(structures, default_potential.predict(list(structures.values())), strict=True))
+    for name, expected in refs.items():
+        assert results[name].energy_per_atom == pytest.approx(expected, abs=2e-3)
+    # stress = (1/V) dE/dstrain in eV/Å^3: compare with a finite difference of E under isotropic strain
+    w = structures["W"]
+    delta = 0.002
+    energies = []
+    for sign in (1, -1):
+        strained = w.copy()
+        strained.scale_lattice(w.volume * (1 + sign * delta) ** 3)
+        energies.append(default_potential.predict([strained])[0].energy)
+    de_dstrain = (energies[0] - energies[1]) / (2 * delta)
+    assert np.trace(results["W"].stress) * w.volume == pytest.approx(de_dstrain, rel=0.05, abs=2e-3)
+
+
+def test_default_potential_passes_the_guard_and_is_cached(default_potential):
+    report = check_potential(default_potential)
+    assert report["mode"] == "own references"
+    assert set(report["energies"]) == set(REFERENCE_ENERGIES[DEFAULT_POTENTIAL])
+    assert check_potential(default_potential) == {"model": DEFAULT_POTENTIAL, "cached": True}
+
+
+def test_guard_refuses_a_model_with_a_reinitialised_layer():
+    broken = MatglPotential(embedded_model_dir(DEFAULT_POTENTIAL), name=DEFAULT_POTENTIAL)
+    torch.manual_seed(0)
+    for layer in broken.model.model.final_layer.modules():  # a freshly initialised read-out
+        if isinstance(layer, torch.nn.Linear):
+            layer.reset_parameters()
+    with pytest.raises(PotentialSanityError) as err:
+        check_potential(broken)
+    message = str(err.value)
+    assert DEFAULT_POTENTIAL in message and "expected -3.358 eV/atom, got" in message and "NaCl" in message
+
+
+def test_guard_on_unknown_model_folder_uses_cross_model_check(tmp_path):
+    import shutil
+
+    folder = tmp_path / "my-tensornet"
+    shutil.copytree(embedded_model_dir(DEFAULT_POTENTIAL), folder)
+    custom = load_potential(folder)
+    assert custom.name == "my-tensornet"
+    report = check_potential(custom)
+    assert report["mode"].startswith("cross-model")
+    with pytest.raises(PotentialSanityError, match="cross-model vs CHGNet-0.3.0"):
+        check_potential(custom, tolerance=0.1)  # TensorNet and CHGNet differ by up to ~0.45 eV/atom
+
+
+def test_chgnet_potential_passes_its_guard():
+    chgnet = load_potential("CHGNet-0.3.0")
+    assert "chgnet" in chgnet.version
+    report = check_potential(chgnet)
+    assert report["energies"]["TaB2"][1] == pytest.approx(-9.076, abs=2e-3)
+
+
+def test_loader_errors_name_the_problem(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="unknown potential 'NoSuchModel'"):
+        load_potential("NoSuchModel")
+    monkeypatch.delenv("CRYSTALGEN_MATGL_MODELS", raising=False)
+    with pytest.raises(ValueError, match="not available offline"):
+        load_potential("M3GNet-MP-2021.2.8-PES")
+    with pytest.raises(ValueError, match="unknown CHGNet version"):
+        load_potential("CHGNet-9.9")
+
+
+def test_m3gnet_weights_are_refused_on_this_stack(monkeypatch):
+    """The DGL-era M3GNet files cannot give correct energies with matgl 2.1.2 PyG: loading must say so."""
+    from pathlib import Path
+
+    shared = Path("/work/shared/data/matgl/pretrained_models")
+    if not (shared / "M3GNet-MP-2021.2.8-PES").is_dir():
+        pytest.skip("shared M3GNet weights not present")
+    monkeypatch.setenv("CRYSTALGEN_MATGL_MODELS", str(shared))
+    try:
+        potential = load_potential("M3GNet-MP-2021.2.8-PES")
+    except ValueError as exc:
+        assert "MATGL_BACKEND=DGL" in str(exc)
+    else:  # a stack that can load them must still pass the guard before use
+        check_potential(potential)
+
+
+def test_unsupported_element_is_named(default_potential):
+    structure = Structure(Lattice.cubic(3.5), ["Am"], [[0, 0, 0]])
+    with pytest.raises(ValueError, match="Am"):
+        default_potential.predict([structure])
