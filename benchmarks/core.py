@@ -22,7 +22,9 @@ from rich.table import Table
 from crystalgen.metrics import match_rate
 from crystalgen.representation import decode, encode, encode_batch
 
-CDVAE = Path("/work/shared/data/cdvae")
+CDVAE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cdvae"  # shared/ beside the checkout
+if not CDVAE.is_dir():
+    CDVAE = Path("/work/shared/data/cdvae")
 
 
 def load_structures(n: int) -> list[Structure]:

@@ -11,10 +11,9 @@ from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from crystalgen.config import TrainConfig
 from crystalgen.data.dataset import DatasetRecord, write_dataset
+from shared_data import SHARED_DATA
 
-DATA = Path("/work/shared/data/cdvae")
-if not DATA.is_dir():  # the repository checkout keeps the shared data next to it
-    DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cdvae"
+DATA = SHARED_DATA / "cdvae"
 
 TINY_MODEL = {
     "model_channels": 8,

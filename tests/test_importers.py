@@ -21,8 +21,9 @@ from crystalgen.data.importers import (
     write_import,
 )
 from crystalgen.representation import encode
+from shared_data import SHARED_DATA
 
-CDVAE = Path("/work/shared/data/cdvae")
+CDVAE = SHARED_DATA / "cdvae"
 
 
 def _rows(path: Path, n: int) -> tuple[list[str], list[dict[str, str]]]:

@@ -17,6 +17,7 @@ from crystalgen.potentials import (
 from crystalgen.potentials.guard import REFERENCE_ENERGIES
 from crystalgen.potentials.matgl_potential import MatglPotential
 from crystalgen.potentials.registry import embedded_model_dir
+from shared_data import SHARED_DATA
 
 torch.set_num_threads(1)
 
@@ -123,7 +124,7 @@ def test_m3gnet_weights_are_refused_on_this_stack(monkeypatch):
     """The DGL-era M3GNet files cannot give correct energies with matgl 2.1.2 PyG: loading must say so."""
     from pathlib import Path
 
-    shared = Path("/work/shared/data/matgl/pretrained_models")
+    shared = SHARED_DATA / "matgl" / "pretrained_models"
     if not (shared / "M3GNet-MP-2021.2.8-PES").is_dir():
         pytest.skip("shared M3GNet weights not present")
     monkeypatch.setenv("CRYSTALGEN_MATGL_MODELS", str(shared))

@@ -34,8 +34,9 @@ from crystalgen.representation import (
     encode_batch,
 )
 from crystalgen.symmetry import MAX_OPERATIONS, encode_spacegroup, spacegroup_operations
+from shared_data import SHARED_DATA
 
-CDVAE = Path("/work/shared/data/cdvae")
+CDVAE = SHARED_DATA / "cdvae"
 SUBSET = 50
 
 

@@ -15,8 +15,9 @@ from crystalgen.data.dataset import DatasetRecord
 from crystalgen.data.importers import import_cdvae, make_record
 from crystalgen.data.samplers import EpochSampler, GenerationDataset, ModificationPairDataset
 from crystalgen.data.splits import polymorph_groups, split_by_formula
+from shared_data import SHARED_DATA
 
-PEROV_VAL = Path("/work/shared/data/cdvae/perov_5/val.csv")
+PEROV_VAL = SHARED_DATA / "cdvae" / "perov_5" / "val.csv"
 
 
 @pytest.fixture(scope="module")
