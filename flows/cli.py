@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from crystalgen.cli.errors import fail
 from flows.campaign import Campaign, CampaignError, load_campaign
 
 campaign_app = typer.Typer(help="Validate, plan and run discovery campaigns (campaign YAML files).", no_args_is_help=True)
@@ -20,9 +21,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(campaign_app, name="campaign")
 
 
-def _fail(message: str) -> None:
-    typer.secho(message, err=True, fg=typer.colors.RED)
-    raise typer.Exit(1)
 
 
 def _load(path: Path) -> Campaign:
@@ -36,7 +34,7 @@ def _load(path: Path) -> Campaign:
             if missing := sorted(campaign_elements(campaign) - file_elements(ref_path)):
                 raise CampaignError(f"references.file: {ref_path.name} has no phases with {', '.join(missing)}")
     except (CampaignError, ReferenceError) as exc:
-        _fail(f"{path}: {exc}")
+        fail(f"{path}: {exc}")
     return campaign
 
 
@@ -118,7 +116,7 @@ def run(
 
     campaign = _load(file)
     if campaign.relax.engine == "vasp" and not get_settings().vasp_cmd:
-        _fail(f"{file}: relax.engine is vasp, but no VASP command is configured on this machine (setting vasp_cmd, "
+        fail(f"{file}: relax.engine is vasp, but no VASP command is configured on this machine (setting vasp_cmd, "
               "env CRYSTALGEN_VASP_CMD). Submit it to a cluster through FireWorks, or use engine: mlip for a "
               "local MLIP stand-in.")
 
@@ -135,7 +133,7 @@ def run(
         store = job_store()
         coll = cands.collection()
     except DatabaseUnavailable as exc:
-        _fail(str(exc))
+        fail(str(exc))
     flow = CampaignMaker().make(campaign)
     run_locally(flow, store=store, log="%(asctime)s %(message)s")
     settings = get_settings()
@@ -149,4 +147,4 @@ def run(
     console.print(f"report: {out_dir / 'report.md'} (+ report.json, {len(report['plots'])} hull plot(s))")
     unfinished = {stage: n for stage, n in report["counts"].items() if stage not in cands.TERMINAL and n}
     if unfinished:
-        _fail(f"campaign {campaign.name} did not finish, candidates still at {unfinished}; rerun to resume")
+        fail(f"campaign {campaign.name} did not finish, candidates still at {unfinished}; rerun to resume")

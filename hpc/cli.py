@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from crystalgen.cli.errors import fail
 
 console = Console()
 hpc_app = typer.Typer(help="Cluster set-up for FireWorks workers (GPU generation, CPU relaxation).",
@@ -36,9 +37,6 @@ class OutputFormat(str, Enum):
     cif = "cif"
 
 
-def _fail(message: str) -> None:
-    typer.secho(message, err=True, fg=typer.colors.RED)
-    raise typer.Exit(1)
 
 
 def _launchpad():
@@ -47,7 +45,7 @@ def _launchpad():
     try:
         return launchpad()
     except DatabaseUnavailable as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 # --------------------------------------------------------------------------- campaign submit / status
@@ -67,9 +65,9 @@ def submit(
         console.print(f"[yellow]{exc}[/yellow]")
         return
     except DatabaseUnavailable as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except ValueError as exc:  # CampaignError and bad resources
-        _fail(f"{campaign_file}: {exc}")
+        fail(f"{campaign_file}: {exc}")
     if result.archived:
         console.print(f"archived previous workflow(s) with root fw_id {', '.join(map(str, result.archived))}")
     console.print(f"submitted campaign [bold]{result.campaign}[/bold]: {result.n_fireworks} fireworks "
@@ -92,7 +90,7 @@ def status(
         typer.echo(json.dumps(result.as_dict(), indent=2))
         return
     if result.total_fireworks == 0:
-        _fail(f"no fireworks for campaign {name!r}; submit it with `crystalgen campaign submit FILE`")
+        fail(f"no fireworks for campaign {name!r}; submit it with `crystalgen campaign submit FILE`")
     for table in status_tables(result):
         console.print(table)
     if result.lost_fw_ids:
@@ -120,9 +118,9 @@ def candidates(
     from hpc import query
 
     if stage != "all" and stage not in STAGES:
-        _fail(f"--stage {stage!r} is not one of all, {', '.join(STAGES)}")
+        fail(f"--stage {stage!r} is not one of all, {', '.join(STAGES)}")
     if fmt is OutputFormat.cif and out is None:
-        _fail("--format cif needs --out DIR")
+        fail("--format cif needs --out DIR")
     if formula is not None:
         from pymatgen.core import Composition, Element
 
@@ -131,12 +129,12 @@ def candidates(
         except (ValueError, KeyError):
             symbols = []
         if not symbols or not all(Element.is_valid_symbol(s) for s in symbols):
-            _fail(f"--formula {formula!r} is not a chemical formula of known elements")
+            fail(f"--formula {formula!r} is not a chemical formula of known elements")
     try:
         docs = query.find_candidates(name, below_hull=below_hull, max_e_above_hull=max_ehull, formula=formula,
                                      spacegroup=spg, stage=None if stage == "all" else stage, limit=limit)
     except Exception as exc:  # database errors: one line, no traceback
-        _fail(f"query failed: {exc}")
+        fail(f"query failed: {exc}")
     if fmt is OutputFormat.cif:
         paths = query.write_cifs(docs, out)
         console.print(f"wrote {len(paths)} CIF file(s) to {out}")
@@ -224,9 +222,9 @@ def init(
         options.validate()
         uri = mongo_uri(settings, start=False)
     except TemplateError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except DatabaseUnavailable as exc:
-        _fail(f"{exc}\nhpc init writes the database URI into the launchpad file: configure mongodb_uri "
+        fail(f"{exc}\nhpc init writes the database URI into the launchpad file: configure mongodb_uri "
               "(a server the compute nodes can reach) or start the embedded one first")
     paths = render_cluster_files(options, settings, uri, out)
     for kind, path in paths.items():

@@ -8,15 +8,13 @@ from rich.console import Console
 from crystalgen.db import server
 from crystalgen.db.connect import DatabaseUnavailable, mongo_client, mongo_uri
 from crystalgen.settings import get_settings
+from crystalgen.cli.errors import fail
 
 db_app = typer.Typer(help="Start, inspect and stop the embedded database (or show the configured one).",
                      no_args_is_help=True)
 console = Console()
 
 
-def _fail(message: str) -> None:
-    typer.secho(message, err=True, fg=typer.colors.RED)
-    raise typer.Exit(1)
 
 
 @db_app.command()
@@ -29,7 +27,7 @@ def start() -> None:
     try:
         state, started = server.start(settings.data_dir, port=settings.db_port)
     except server.ServerError as exc:
-        _fail(f"could not start the embedded database: {exc}")
+        fail(f"could not start the embedded database: {exc}")
     verb = "started" if started else "already running"
     console.print(f"embedded database {verb}: pid {state.pid}, {state.uri}, storage {state.storage_path}")
 
@@ -42,7 +40,7 @@ def status() -> None:
         try:
             mongo_client(settings).close()
         except DatabaseUnavailable as exc:
-            _fail(str(exc))
+            fail(str(exc))
         console.print(f"configured database {settings.mongodb_uri}: answers ping")
         return
     state = server.running_state(settings.data_dir)
@@ -70,4 +68,4 @@ def uri() -> None:
     try:
         typer.echo(mongo_uri(get_settings()))
     except DatabaseUnavailable as exc:
-        _fail(str(exc))
+        fail(str(exc))

@@ -6,11 +6,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from crystalgen.cli.errors import fail
 
 
-def _fail(message: str) -> None:
-    typer.secho(message, err=True, fg=typer.colors.RED)
-    raise typer.Exit(1)
 
 
 def _parse_overrides(items: list[str]) -> dict:
@@ -20,7 +18,7 @@ def _parse_overrides(items: list[str]) -> dict:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            _fail(f"--set expects KEY=VALUE (e.g. optim.lr=1e-4), got {item!r}")
+            fail(f"--set expects KEY=VALUE (e.g. optim.lr=1e-4), got {item!r}")
         overrides[key.strip()] = yaml.safe_load(value)
     return overrides
 
@@ -44,7 +42,7 @@ def train_command(
         typer.secho(str(exc), err=True, fg=typer.colors.YELLOW)
         raise typer.Exit(143) from None
     except (ConfigError, CheckpointError, DatasetFormatError, ValueError, OSError) as exc:
-        _fail(f"train: {exc}")
+        fail(f"train: {exc}")
     else:
         typer.echo(f"checkpoint: {path}")
 
@@ -76,7 +74,7 @@ def sample_command(
         else:
             missing = [name for name, v in (("--formula", formula), ("--spg", spg), ("--energy", energy)) if v is None]
             if missing:
-                _fail(f"sample: give {', '.join(missing)} (or --conditions FILE)")
+                fail(f"sample: give {', '.join(missing)} (or --conditions FILE)")
             init = None
             if initial is not None:
                 from pymatgen.core import Structure
@@ -97,9 +95,9 @@ def sample_command(
                                         device=device, out=out, batch_size=batch_size,
                                         progress=lambda done, total: bar.update(task, completed=done, total=total))
     except ValidationError as exc:
-        _fail("sample: invalid condition: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+        fail("sample: invalid condition: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
     except (CheckpointError, ValueError, OSError) as exc:
-        _fail(f"sample: {exc}")
+        fail(f"sample: {exc}")
     if not info.is_main:
         return
     valid = sum(s.valid for s in samples)
@@ -128,7 +126,7 @@ def evaluate_command(
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:
-        _fail(f"evaluate: --seeds must be comma-separated integers, got {seeds!r}")
+        fail(f"evaluate: --seeds must be comma-separated integers, got {seeds!r}")
     method_list = [m.strip() for m in methods.split(",")] if methods else None
     try:
         if method_list:
@@ -139,7 +137,7 @@ def evaluate_command(
         report = evaluate(checkpoint, dataset, split=split, methods=method_list, steps=steps, seeds=seed_list,
                           max_conditions=max_conditions, device=device)
     except (ConfigError, CheckpointError, DatasetFormatError, ValueError, OSError) as exc:
-        _fail(f"evaluate: {exc}")
+        fail(f"evaluate: {exc}")
     md, js = report.write(out)
     typer.echo(report.to_markdown())
     typer.echo(f"written: {md}, {js}")
