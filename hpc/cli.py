@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+
 from crystalgen.cli.errors import fail
 
 console = Console()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
+from crystalgen.cli.errors import fail
 from crystalgen.db import server
 from crystalgen.db.connect import DatabaseUnavailable, mongo_client, mongo_uri
 from crystalgen.settings import get_settings
-from crystalgen.cli.errors import fail
 
 db_app = typer.Typer(help="Start, inspect and stop the embedded database (or show the configured one).",
                      no_args_is_help=True)

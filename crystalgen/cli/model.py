@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+
 from crystalgen.cli.errors import fail
-
-
 
 
 def _parse_overrides(items: list[str]) -> dict:
