@@ -1,4 +1,4 @@
-"""``crystalgen campaign submit | status``, ``candidates``, ``resubmit``, ``hpc init`` (hpc issue)."""
+"""``crystalgen campaign submit | status``, ``candidates``, ``resubmit``, ``hpc init``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``crystalgen data build-prototypes``: the offline polymorph dataset (potentials issue)."""
+"""``crystalgen data build-prototypes``: the offline polymorph dataset."""
 
 from __future__ import annotations
 

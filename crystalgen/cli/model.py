@@ -1,4 +1,4 @@
-"""``crystalgen train | sample | evaluate``: the generative-model commands (models issue)."""
+"""``crystalgen train | sample | evaluate``: the generative-model commands."""
 
 from __future__ import annotations
 
