@@ -194,6 +194,8 @@ def sample_structures(
 
     out_path = Path(out) if out else None
     done = {s.key: s for s in read_samples(out_path)} if out_path else {}
+    if world > 1:
+        dist.barrier()  # every rank reads what is done before any rank appends: all agree on `todo`
     todo = [(ci, k) for ci, c in enumerate(conditions) for k in range(samples_per_condition) if (c.key, k) not in done]
     mine = todo[rank::world]
     part = _part_path(out_path, rank, world) if out_path else None
