@@ -142,8 +142,14 @@ class _FireState:
         self.steps += 1
 
 
-def validate_structure(structure: Structure, potential: Potential | None = None) -> str | None:
-    """Why ``structure`` cannot be relaxed meaningfully, or ``None`` when it can."""
+def validate_structure(
+    structure: Structure, potential: Potential | None = None, check_bonds: bool = True
+) -> str | None:
+    """Why ``structure`` cannot be relaxed meaningfully, or ``None`` when it can.
+
+    ``check_bonds=False`` skips the collapsed-bond test: short bonds in an *input* (a generated
+    structure) are what relaxation pushes apart; in an *output* they mark a hole of the potential.
+    """
     lattice = structure.lattice
     matrix = lattice.matrix
     if not np.isfinite(matrix).all() or not np.isfinite(structure.frac_coords).all():
@@ -165,7 +171,7 @@ def validate_structure(structure: Structure, potential: Potential | None = None)
         radii = np.array([_atomic_radius(site.specie) for site in structure])
         ratio = distances / (radii[:, None] + radii[None, :])
         i, j = np.unravel_index(np.argmin(ratio), ratio.shape)
-        if ratio[i, j] < MIN_BOND_FRACTION:
+        if check_bonds and ratio[i, j] < MIN_BOND_FRACTION:
             return (
                 f"collapsed bond: {structure[i].specie}-{structure[j].specie} sites {i} and {j} are "
                 f"{distances[i, j]:.3f} Å apart (< {MIN_BOND_FRACTION} x the sum of atomic radii)"
@@ -244,7 +250,7 @@ def relax_structures(
     results: list[RelaxResult | None] = [None] * len(structures)
     queue: deque[_FireState] = deque()
     for index, structure in enumerate(structures):
-        if reason := validate_structure(structure, potential):
+        if reason := validate_structure(structure, potential, check_bonds=False):
             results[index] = RelaxResult(structure, None, None, 0, False, error=reason)
         else:
             queue.append(_new_state(index, structure, relax_cell))
