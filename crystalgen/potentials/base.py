@@ -52,5 +52,11 @@ class Potential(abc.ABC):
     def unsupported_elements(self, structure: Structure) -> set[str]:
         return {el.symbol for el in structure.composition.elements} - self.elements
 
+    def require_supported(self, structures: Sequence[Structure]) -> None:
+        """Raise ``ValueError`` naming the first element this model has no parameters for."""
+        for structure in structures:
+            if missing := self.unsupported_elements(structure):
+                raise ValueError(f"{self.name} has no parameters for element(s) {sorted(missing)}")
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.version!r})"

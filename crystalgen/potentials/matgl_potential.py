@@ -1,4 +1,10 @@
-"""matgl (PyG backend) potentials loaded from a local model folder, evaluated as one batched graph."""
+"""matgl potentials read from a local model folder, evaluated as one batched graph.
+
+matgl keeps two graph backends and picks one per process (``MATGL_BACKEND``, read at import):
+PyG (TensorNet; the default here, runs on any recent torch) and DGL (the classic M3GNet weights,
+which give correct energies only with dgl 2.1.0 on torch <= 2.2.1). :func:`open_matgl_potential`
+returns the predictor for the backend this process runs.
+"""
 
 from __future__ import annotations
 
@@ -12,51 +18,70 @@ from pymatgen.core import Structure
 from crystalgen.potentials.base import EV_PER_A3_TO_GPA, Potential, PotentialResult
 
 MODEL_FILES = ("model.json", "model.pt", "state.pt")
+DGL_STACK = "dgl 2.1.0 with torch<=2.2.1 (`make install-dgl`, README 'M3GNet potentials')"
 
 
 def is_matgl_model_dir(path: Path) -> bool:
     return path.is_dir() and all((path / name).is_file() for name in MODEL_FILES)
 
 
+def open_matgl_potential(model_dir: str | os.PathLike, name: str | None = None) -> Potential:
+    """The batched predictor for the model in ``model_dir`` on this process's matgl backend."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("MATGL_BACKEND", "PYG")
+    import matgl
+
+    if matgl.config.BACKEND == "DGL":
+        from crystalgen.potentials.matgl_dgl_potential import MatglDglPotential
+
+        return MatglDglPotential(model_dir, name)
+    return MatglPotential(model_dir, name)
+
+
+def load_matgl_model(model_dir: Path, name: str):
+    """``matgl.load_model`` on a local folder (never a hub), with errors that name model and stack."""
+    import matgl
+
+    if not is_matgl_model_dir(model_dir):
+        raise FileNotFoundError(f"{model_dir} is not a matgl model folder (needs {', '.join(MODEL_FILES)})")
+    backend = matgl.config.BACKEND
+    try:
+        model = matgl.load_model(model_dir)
+    except Exception as exc:
+        raise ValueError(
+            f"cannot load matgl model {name!r} from {model_dir} with matgl {matgl.__version__} "
+            f"(MATGL_BACKEND={backend}): {exc}. M3GNet weight files need MATGL_BACKEND=DGL with {DGL_STACK}"
+        ) from exc
+    finally:
+        # matgl.load_model silently switches the process-wide backend to DGL for DGL-era files,
+        # which would break every PyG model loaded afterwards
+        switched = matgl.config.BACKEND != backend
+        if switched:
+            matgl.set_backend(backend)
+    if switched:
+        raise ValueError(
+            f"{name} is a DGL model (M3GNet weight files): run it with MATGL_BACKEND=DGL and {DGL_STACK}; "
+            f"this process runs MATGL_BACKEND={backend}"
+        )
+    model.eval()
+    return model
+
+
 class MatglPotential(Potential):
-    """A matgl ``Potential`` (TensorNet, M3GNet, ...) read from a folder with model.json/model.pt/state.pt.
+    """A matgl PyG ``Potential`` (TensorNet) read from a folder with model.json/model.pt/state.pt.
 
     All structures of one :meth:`predict` call are merged into one PyG ``Batch`` and go through the
     model in a single forward/backward pass (forces and stresses by autograd).
     """
 
     def __init__(self, model_dir: str | os.PathLike, name: str | None = None):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("MATGL_BACKEND", "PYG")
         import matgl
         from matgl.ext.pymatgen import Structure2Graph
 
-        model_dir = Path(model_dir)
-        if not is_matgl_model_dir(model_dir):
-            raise FileNotFoundError(f"{model_dir} is not a matgl model folder (needs {', '.join(MODEL_FILES)})")
-        self.model_dir = model_dir
-        self.name = name or model_dir.name
+        self.model_dir = Path(model_dir)
+        self.name = name or self.model_dir.name
+        self.model = load_matgl_model(self.model_dir, self.name)
         self.version = f"{self.name} (matgl {matgl.__version__}, backend {matgl.config.BACKEND})"
-        backend = matgl.config.BACKEND
-        try:
-            self.model = matgl.load_model(model_dir)  # a local folder: matgl never downloads here
-        except Exception as exc:
-            raise ValueError(
-                f"cannot load matgl model {self.name!r} from {model_dir} with matgl {matgl.__version__} "
-                f"(backend {backend}): {exc}. M3GNet weight files need MATGL_BACKEND=DGL with dgl "
-                "installed (see shared/data/README.md)"
-            ) from exc
-        finally:
-            # matgl.load_model silently switches the process-wide backend to DGL for DGL-era files,
-            # which would break every PyG model loaded afterwards
-            dgl_model = matgl.config.BACKEND == "DGL" and backend == "PYG"
-            if dgl_model:
-                matgl.set_backend(backend)
-        if backend != "PYG" or dgl_model:
-            raise ValueError(
-                f"{self.name}: the batched predictor supports matgl's PyG backend only (this model needs DGL)"
-            )
-        self.model.eval()
         self.elements = frozenset(self.model.model.element_types)
         self._converter = Structure2Graph(self.model.model.element_types, float(self.model.model.cutoff))
 
@@ -66,9 +91,7 @@ class MatglPotential(Potential):
 
         if not structures:
             return []
-        for structure in structures:
-            if missing := self.unsupported_elements(structure):
-                raise ValueError(f"{self.name} has no parameters for element(s) {sorted(missing)}")
+        self.require_supported(structures)
         graphs, lattices = [], []
         for structure in structures:
             graph, lattice, _ = self._converter.get_graph(structure)
@@ -82,15 +105,7 @@ class MatglPotential(Potential):
             state = torch.zeros((len(structures), 2), dtype=lat.dtype)
             energies, forces, stresses, _ = self.model(batch, lat, state)
             stresses = stresses.reshape(-1, 3, 3) / EV_PER_A3_TO_GPA
-        energies = energies.detach().reshape(-1).double().numpy()
-        forces = forces.detach().double().numpy()
-        stresses = stresses.detach().double().numpy().reshape(-1, 3, 3)
-        counts = [len(s) for s in structures]
-        offsets = np.concatenate([[0], np.cumsum(counts)])
-        return [
-            PotentialResult(float(energies[i]), forces[offsets[i] : offsets[i + 1]], stresses[i], counts[i])
-            for i in range(len(structures))
-        ]
+        return split_batch(structures, energies, forces, stresses)
 
     def _energy_forces_stress(self, batch, lat):
         """matgl ``Potential.forward`` for inference: the same energy, but first-order gradients only.
@@ -117,3 +132,16 @@ class MatglPotential(Potential):
         pos_grad, strain_grad = torch.autograd.grad(energies.sum(), [batch.pos, strain])
         volume = torch.abs(torch.det(lattice.detach()))
         return energies.detach(), -pos_grad, strain_grad / volume[:, None, None]
+
+
+def split_batch(structures: Sequence[Structure], energies, forces, stresses) -> list[PotentialResult]:
+    """Per-structure results from batched tensors (energies (n,), forces (atoms, 3), stresses (n, 3, 3) eV/Å^3)."""
+    energies = energies.detach().reshape(-1).double().numpy()
+    forces = forces.detach().double().numpy()
+    stresses = stresses.detach().double().numpy().reshape(-1, 3, 3)
+    counts = [len(s) for s in structures]
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    return [
+        PotentialResult(float(energies[i]), forces[offsets[i] : offsets[i + 1]], stresses[i], counts[i])
+        for i in range(len(structures))
+    ]

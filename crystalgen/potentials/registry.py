@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 from crystalgen.potentials.base import Potential
-from crystalgen.potentials.matgl_potential import MatglPotential, is_matgl_model_dir
+from crystalgen.potentials.matgl_potential import is_matgl_model_dir, open_matgl_potential
 
 DEFAULT_POTENTIAL = "TensorNet-MatPES-PBE-v2025.1-PES"
 CHGNET_VERSIONS = ("0.3.0", "0.2.0")
@@ -62,12 +62,12 @@ def load_potential(spec: str | os.PathLike | Potential | None = None) -> Potenti
 
         return CHGNetPotential(version)
     if is_matgl_model_dir(Path(text).expanduser()):
-        return MatglPotential(Path(text).expanduser())
+        return open_matgl_potential(Path(text).expanduser())
     by_lower = {name.lower(): name for name in MATGL_MODELS}
     if text.lower() in by_lower:
         name = by_lower[text.lower()]
         if path := _matgl_model_dir(name):
-            return MatglPotential(path, name=name)
+            return open_matgl_potential(path, name=name)
         raise ValueError(
             f"potential {name!r} is not available offline: put its folder (model.json, model.pt, state.pt) "
             f"under a directory listed in ${MATGL_MODELS_ENV}"
