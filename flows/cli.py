@@ -120,6 +120,14 @@ def run(
               "env CRYSTALGEN_VASP_CMD). Submit it to a cluster through FireWorks, or use engine: mlip for a "
               "local MLIP stand-in.")
 
+    from crystalgen.potentials import PotentialSanityError
+    from flows.energies import load_mlip
+
+    try:  # before anything is written: the jobs would fail on it one by one
+        load_mlip(campaign.prerelax.potential)
+    except (ValueError, FileNotFoundError, PotentialSanityError) as exc:
+        fail(f"{file}: prerelax.potential: {exc}")
+
     from jobflow import run_locally
 
     from crystalgen.db import DatabaseUnavailable, job_store, mongo_client

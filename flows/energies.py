@@ -40,12 +40,14 @@ def mismatch(a: dict[str, Any], b: dict[str, Any]) -> dict[str, tuple[Any, Any]]
 
 @lru_cache(maxsize=4)
 def load_mlip(spec: str | None):
-    """The potential for ``spec`` (None: settings, then the shipped default), loaded once per process."""
+    """The potential for ``spec`` (None: settings, then the shipped default), loaded once per process.
+
+    It must pass the sanity guard first (cached per weights fingerprint, so jobs do not repeat it):
+    raises ``ValueError`` or ``PotentialSanityError`` naming the model.
+    """
+    from crystalgen.potentials import check_potential, load_potential
     from crystalgen.settings import get_settings
 
-    try:
-        from crystalgen.potentials import load_potential
-    except ImportError:  # older layout: the registry module only
-        from crystalgen.potentials.registry import load_potential
-
-    return load_potential(spec or get_settings().potential)
+    potential = load_potential(spec or get_settings().potential)
+    check_potential(potential)
+    return potential

@@ -87,6 +87,31 @@ def test_run_refuses_vasp_without_a_vasp_command(tmp_path, settings):
     assert mongo_client()[settings.database].list_collection_names() == []
 
 
+def test_run_refuses_a_potential_before_writing_anything(tmp_path, settings):
+    """An unknown name, and weights that load but give wrong energies (the guard's case)."""
+    import torch
+
+    from crystalgen.db import mongo_client
+    from crystalgen.potentials import DEFAULT_POTENTIAL, load_potential
+
+    broken = load_potential(DEFAULT_POTENTIAL)
+    torch.manual_seed(0)
+    for layer in broken.model.model.final_layer.modules():
+        if isinstance(layer, torch.nn.Linear):
+            layer.reset_parameters()
+    folder = tmp_path / "weights" / DEFAULT_POTENTIAL  # named like the real model: held to its references
+    broken.model.save(folder, makedirs=True)
+    for potential, expected in [("NoSuchModel", "unknown potential 'NoSuchModel'"),
+                                (str(folder), "failed the sanity check")]:
+        data = base(tmp_path)
+        data["prerelax"] = {"potential": potential}
+        result = CliRunner().invoke(cli(), ["campaign", "run", str(write(tmp_path, data))])
+        assert result.exit_code == 1, result.output
+        assert "prerelax.potential" in result.output and expected in result.output, result.output
+        assert "Traceback" not in result.output
+    assert mongo_client()[settings.database].list_collection_names() == []
+
+
 def test_invalid_yaml_and_missing_file(tmp_path):
     bad = tmp_path / "broken.yaml"
     bad.write_text("name: [unclosed\n")
