@@ -206,6 +206,8 @@ def init(
     mem: str = typer.Option(None, "--mem", help="memory per node, e.g. 64G"),
     module: list[str] = typer.Option([], "--module", help="module to load (repeatable)"),
     venv: Path = typer.Option(None, "--venv", help="virtual environment to activate in the job"),
+    env: list[str] = typer.Option([], "--env", help="KEY=VALUE exported in the job (repeatable), e.g. "
+                                  "MATGL_BACKEND=DGL for M3GNet pre-relaxation workers"),
     launcher: Launcher = typer.Option(Launcher.crystalgen_rlaunch, "--launcher",
                                       help="crystalgen-rlaunch (any server) or plain rlaunch (real mongod only)"),
     out: Path = typer.Option(..., "--out", help="configuration directory to write"),
@@ -215,9 +217,12 @@ def init(
     from crystalgen.settings import get_settings
     from hpc.templates import ClusterOptions, TemplateError, render_cluster_files
 
+    if bad := [item for item in env if "=" not in item]:
+        fail(f"--env {bad[0]!r}: use KEY=VALUE")
     options = ClusterOptions(scheduler=scheduler.value, category=category.value, gpus=gpus, cpus=cpus, nodes=nodes,
                              walltime=walltime, queue=queue, account=account, mem=mem, modules=list(module),
-                             venv=str(venv) if venv else None, launcher=launcher.value)
+                             venv=str(venv) if venv else None, env=dict(item.split("=", 1) for item in env),
+                             launcher=launcher.value)
     settings = get_settings()
     try:
         options.validate()

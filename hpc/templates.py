@@ -10,6 +10,7 @@ not export the ``torchrun`` launcher that multi-GPU generation uses inside one f
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 from dataclasses import dataclass, field
 from importlib.resources import files
@@ -54,6 +55,8 @@ class ClusterOptions:
     mem: str | None = None
     modules: list[str] = field(default_factory=list)
     venv: str | None = None
+    #: extra environment for the jobs, e.g. {"MATGL_BACKEND": "DGL"} for M3GNet pre-relaxation workers
+    env: dict[str, str] = field(default_factory=dict)
     launcher: str = "crystalgen-rlaunch"
     worker_name: str | None = None
 
@@ -68,6 +71,9 @@ class ClusterOptions:
             if getattr(self, name) < 1:
                 raise TemplateError(f"{name} must be >= 1, got {getattr(self, name)}")
         walltime_seconds(self.walltime)
+        for key in self.env:
+            if not key.isidentifier():
+                raise TemplateError(f"--env {key!r}: not a valid environment variable name")
 
 
 def launchpad_config(settings: Settings, uri: str) -> dict:
@@ -106,6 +112,7 @@ def _pre_rocket(options: ClusterOptions, settings: Settings, uri: str) -> str:
         "export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-${NCPUS:-1}}",
         "export HF_HUB_OFFLINE=1",
     ]
+    lines += [f"export {key}={shlex.quote(value)}" for key, value in options.env.items()]
     if settings.vasp_cmd:
         lines.append(f'export CRYSTALGEN_VASP_CMD="{settings.vasp_cmd}"')
         lines.append(f'export ATOMATE2_VASP_CMD="{settings.vasp_cmd}"')

@@ -23,7 +23,8 @@ def test_slurm_gpu_files_load_in_fireworks_and_render_gpus_and_torchrun(settings
 
     out = tmp_path / "gpu"
     result = _init(out, "--scheduler", "slurm", "--category", "gpu", "--gpus", "4", "--walltime", "12:00:00",
-                   "--queue", "gpu", "--account", "m1234", "--module", "cuda/12.4", "--venv", str(tmp_path / "venv"))
+                   "--queue", "gpu", "--account", "m1234", "--module", "cuda/12.4", "--venv", str(tmp_path / "venv"),
+                   "--env", "MATGL_BACKEND=DGL", "--env", "CRYSTALGEN_MATGL_MODELS=/models/matgl dir")
     assert result.returncode == 0, result.stderr
 
     qadapter = CommonAdapter.from_file(str(out / "my_qadapter.yaml"))
@@ -34,6 +35,7 @@ def test_slurm_gpu_files_load_in_fireworks_and_render_gpus_and_torchrun(settings
     assert "#SBATCH --partition=gpu" in script and "#SBATCH --account=m1234" in script
     assert "#SBATCH --time=12:00:00" in script and "module load cuda/12.4" in script
     assert f"source {tmp_path / 'venv' / 'bin' / 'activate'}" in script
+    assert "export MATGL_BACKEND=DGL" in script and "export CRYSTALGEN_MATGL_MODELS='/models/matgl dir'" in script
     assert f"crystalgen-rlaunch -c {out} rapidfire --timeout {int(12 * 3600 * 0.9)}" in script
     assert "$$" not in script
 
@@ -81,3 +83,9 @@ def test_bad_options_are_named_and_nothing_is_written(settings, tmp_path, args, 
     assert result.returncode != 0
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not out.exists()
+
+
+def test_env_without_a_value_is_refused(tmp_path):
+    result = _init(tmp_path / "cfg", "--env", "MATGL_BACKEND")
+    assert result.returncode == 1 and "--env 'MATGL_BACKEND': use KEY=VALUE" in result.stderr + result.stdout
+    assert not (tmp_path / "cfg").exists()
