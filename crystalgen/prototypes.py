@@ -2,7 +2,9 @@
 
 Pipeline: pymatgen's AFLOW prototype library -> every assignment of a chemical system's elements
 to a prototype's distinct species -> volume pre-scan -> batched FIRE relaxation (in chunks over dask
-workers; every finished chunk is a file, so a killed build resumes where it stopped) -> formation
+workers; every finished chunk is a file, and a build relaxes only the candidates that no finished
+chunk of the same relaxation settings holds, so a killed build resumes and a build with more systems
+reuses everything relaxed before) -> formation
 energies against the lowest relaxed elemental prototypes of the same potential -> duplicates merged
 with StructureMatcher per composition -> space group of the relaxed cell -> crystalgen dataset file.
 """
@@ -32,9 +34,11 @@ from crystalgen.data.dataset import DatasetRecord, write_dataset
 DEFAULT_SYSTEMS = (
     "Ta-W-B:8", "Ta-B:8", "W-B:8", "Ta-W:8",
     "Ti-B", "Zr-B", "Hf-B", "V-B", "Nb-B", "Cr-B", "Mo-B",
-    "Ti-C", "Zr-C", "Hf-C", "V-C", "Nb-C", "Ta-C", "Mo-C", "W-C",
-    "Ti-N", "Zr-N", "Nb-N", "Ta-N", "W-N",
-    "Ti-Al", "Ni-Al", "Fe-Al", "Co-Al", "Ti-Si", "Mo-Si", "W-Si", "Nb-Si",
+    "Sc-B", "Y-B", "Mn-B", "Fe-B", "Co-B", "Ni-B", "Re-B",
+    "Ti-C", "Zr-C", "Hf-C", "V-C", "Nb-C", "Ta-C", "Mo-C", "W-C", "Cr-C",
+    "Ti-N", "Zr-N", "Nb-N", "Ta-N", "W-N", "V-N", "Hf-N", "Cr-N", "Mo-N",
+    "Ti-Al", "Ni-Al", "Fe-Al", "Co-Al", "Zr-Al", "Nb-Al",
+    "Ti-Si", "Mo-Si", "W-Si", "Nb-Si", "Zr-Si", "Cr-Si", "Fe-Si",
     "Ti-Al-N", "Ti-Si-C", "Mo-W-B", "Nb-Ta-C",
 )  # fmt: skip
 
@@ -66,12 +70,13 @@ class BuildConfig(BaseModel):
             parse_system(system)
         return systems
 
-    def key(self) -> str:
-        payload = self.model_dump(exclude={"batch_size", "chunk_size"})
-        if self.prototypes is None:
-            del payload["prototypes"]
-        # references only add their own chunks (named by their members), so they don't key the folder
-        del payload["reference_max_sites"]
+    def relax_key(self) -> str:
+        """Hash of what decides one candidate's relaxed result; names the work folder shared by builds.
+
+        Systems, site limits and prototype filters only choose *which* candidates a build needs, so
+        builds that differ in them share (and reuse) each other's relaxations.
+        """
+        payload = self.model_dump(include={"potential", "fmax", "max_steps"})
         return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -314,17 +319,19 @@ def run_chunks(
 # --------------------------------------------------------------------------- assembly
 
 
-def load_chunk_rows(out_dir: Path, chunk_ids: Iterable[str] | None = None) -> tuple[list[dict[str, Any]], dict]:
-    rows, meta = [], {}
-    paths = sorted(out_dir.glob("*.json.gz")) if chunk_ids is None else [out_dir / f"{c}.json.gz" for c in chunk_ids]
-    for path in paths:
-        if not path.exists():
-            continue
+def load_chunk_rows(out_dir: Path, wanted: Iterable[str] | None = None) -> tuple[list[dict[str, Any]], dict]:
+    """Rows of the finished chunks in ``out_dir`` (only the candidate ids in ``wanted``, if given)."""
+    wanted = None if wanted is None else set(wanted)
+    rows: dict[str, dict[str, Any]] = {}
+    meta: dict[str, Any] = {}
+    for path in sorted(out_dir.glob("*.json.gz")):
         with gzip.open(path, "rt", encoding="utf-8") as fh:
             payload = json.load(fh)
         meta = {"potential": payload["potential"], "potential_version": payload["potential_version"]}
-        rows.extend(payload["rows"])
-    return rows, meta
+        for row in payload["rows"]:
+            if wanted is None or row["id"] in wanted:
+                rows.setdefault(row["id"], row)
+    return list(rows.values()), meta
 
 
 def elemental_references(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
@@ -438,35 +445,42 @@ def build_prototype_dataset(
     partial: bool = False,
     on_chunk: Callable[[int, int], None] = lambda done, total: None,
 ) -> dict[str, Any]:
-    """Run (or resume) the build and write ``output``; ``partial=True`` only assembles finished chunks."""
+    """Run (or resume, or extend) the build and write ``output``.
+
+    Only candidates that no finished chunk in the work folder holds are relaxed (``partial=True``:
+    none, just assemble what is there). ``on_chunk(done, total)`` reports this run's chunks.
+    """
     candidates = generate_candidates(config)
     references = reference_candidates(config)
-    chunks = make_chunks(references, config.chunk_size, prefix=REFERENCE_PREFIX) + make_chunks(
-        candidates, config.chunk_size
-    )
-    out_dir = work_dir / f"prototypes-{config.key()}"
+    wanted = [c["id"] for c in references + candidates]
+    out_dir = work_dir / f"prototypes-{config.relax_key()}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.json").write_text(config.model_dump_json(indent=2))
+    (out_dir / "settings.json").write_text(config.model_dump_json(include={"potential", "fmax", "max_steps"}))
+    finished = {row["id"] for row in load_chunk_rows(out_dir, wanted)[0]}
+    chunks = make_chunks(
+        [c for c in references if c["id"] not in finished], config.chunk_size, prefix=REFERENCE_PREFIX
+    ) + make_chunks([c for c in candidates if c["id"] not in finished], config.chunk_size)
     chunk_ids = [cid for cid, _ in chunks]
 
     def count_done() -> int:
         return sum((out_dir / f"{cid}.json.gz").exists() for cid in chunk_ids)
 
-    on_chunk(count_done(), len(chunks))
-    if not partial:
+    on_chunk(0, len(chunks))
+    if not partial and chunks:
         run_chunks(chunks, config, out_dir, workers, on_done=lambda _: on_chunk(count_done(), len(chunks)))
-    rows, meta = load_chunk_rows(out_dir, chunk_ids)
+    rows, meta = load_chunk_rows(out_dir, wanted)
     if not rows:
         raise RuntimeError(f"no finished chunks in {out_dir}")
     records, stats = assemble_records(rows, meta, config)
     stats["chunks_done"], stats["chunks_total"] = count_done(), len(chunks)
-    stats["candidates_total"] = len(candidates) + len(references)
+    stats["candidates_total"] = len(wanted)
+    stats["candidates_reused"] = len(finished)
     metadata = {
         "name": "crystalgen-aflow-prototypes",
         "description": "AFLOW prototypes decorated with the listed chemical systems, relaxed with an MLIP",
         "config": config.model_dump(),
         **{k: meta.get(k) for k in ("potential", "potential_version")},
-        "complete": stats["chunks_done"] == stats["chunks_total"],
+        "complete": len(rows) == len(wanted),
         "stats": stats,
     }
     write_dataset(output, records, metadata)

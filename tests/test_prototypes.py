@@ -107,6 +107,21 @@ def test_duplicates_are_merged_within_a_composition(tiny_build):
     assert kept.provenance["duplicates"] == ["copy-of-TaB2"]
 
 
+def test_a_build_with_more_systems_relaxes_only_the_new_candidates(tiny_build):
+    config, root, first = tiny_build
+    wider = config.model_copy(update={"systems": ["Ta-B", "W-B"]})
+    before = {p: p.stat().st_mtime_ns for p in (root / "work").glob("prototypes-*/*.json.gz")}
+    stats = build_prototype_dataset(wider, root / "wider.jsonl.gz", root / "work", workers=0)
+    assert stats["candidates_reused"] == first["candidates_relaxed"] == 10
+    assert stats["candidates_relaxed"] == stats["candidates_total"] > 10
+    assert all(p.stat().st_mtime_ns == mtime for p, mtime in before.items())  # nothing relaxed twice
+    old = {r.id: r for r in read_dataset(root / "tiny.jsonl.gz")[1]}
+    new = {r.id: r for r in read_dataset(root / "wider.jsonl.gz")[1]}
+    assert {"B2W", "TaB2"} <= {r.formula for r in new.values()}  # pymatgen writes WB2 as B2W
+    tab2 = f"proto:{ALB2}:Ta-B"
+    assert new[tab2].formation_energy_per_atom == old[tab2].formation_energy_per_atom
+
+
 def test_cli_rejects_bad_input_without_writing(tmp_path):
     from crystalgen.cli import app, _register_core
 

@@ -19,7 +19,7 @@ def build_prototypes(
         "--system",
         "-s",
         help="chemical system, e.g. Ta-W-B or Ta-W-B:8 (':N' = prototypes up to N primitive sites); repeatable. "
-        "Default: the built-in list of ~36 boride/carbide/nitride/intermetallic systems.",
+        "Default: the built-in list of 53 boride/carbide/nitride/silicide/aluminide systems.",
     ),
     max_sites: int = typer.Option(4, min=1, max=60, help="largest primitive cell (sites) of a prototype"),
     potential: str = typer.Option(None, help="potential name or matgl model folder (default: embedded TensorNet)"),
@@ -27,7 +27,9 @@ def build_prototypes(
     max_steps: int = typer.Option(100, min=1, help="FIRE steps per structure"),
     workers: int = typer.Option(2, min=0, help="dask worker processes (0 = relax in this process)"),
     chunk_size: int = typer.Option(64, min=1, help="structures per resumable work unit"),
-    work_dir: Path = typer.Option(DEFAULT_WORK_DIR, help="finished chunks live here; a rerun resumes"),
+    work_dir: Path = typer.Option(
+        DEFAULT_WORK_DIR, help="finished chunks live here; a rerun resumes, a build with more systems reuses them"
+    ),
     partial: bool = typer.Option(False, "--partial", help="only assemble the chunks finished so far"),
 ) -> None:
     """Decorate AFLOW prototypes, relax them with an MLIP and write a polymorph dataset."""
@@ -79,6 +81,7 @@ def build_prototypes(
             raise typer.Exit(1) from None
     console.print(
         f"wrote {stats['records']} structures ({stats['formulas']} formulas) to {output}; "
-        f"chunks {stats['chunks_done']}/{stats['chunks_total']}, relaxed {stats['candidates_relaxed']}, "
-        f"converged {stats['converged']}, failed {stats['failed']}, duplicates merged {stats['duplicates_merged']}"
+        f"relaxed {stats['candidates_relaxed']}/{stats['candidates_total']} candidates "
+        f"({stats['candidates_reused']} reused from earlier runs), converged {stats['converged']}, "
+        f"failed {stats['failed']}, duplicates merged {stats['duplicates_merged']}"
     )
