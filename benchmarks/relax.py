@@ -1,6 +1,6 @@
 """Batched FIRE relaxer vs ASE one-structure-at-a-time, same structures, potential and fmax, one run.
 
-    .venv/bin/python benchmarks/relax.py [--n 64] [--fmax 0.05] [--max-steps 200] [--threads 1]
+    .venv/bin/python benchmarks/relax.py [--n 64] [--fmax 0.05] [--max-steps 200] [--threads 2]
 
 Inputs: the first ``n`` decorated Ta-W-B AFLOW prototypes (2-4 sites, volume from the element-volume
 guess, unrelaxed). Baselines: ``ase.optimize.FIRE(FrechetCellFilter(atoms))`` with (a) matgl's own
@@ -40,7 +40,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=64)
     parser.add_argument("--fmax", type=float, default=0.05)
     parser.add_argument("--max-steps", type=int, default=200)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads for both paths (the target is on 2 cores)")
+    parser.add_argument("--potential", default=None, help="potential spec (default: the embedded TensorNet); "
+                        "M3GNet names need the DGL environment: MATGL_BACKEND=DGL .venv-dgl/bin/python ...")
     parser.add_argument("--skip-matgl-calculator", action="store_true")
     args = parser.parse_args()
 
@@ -54,7 +56,7 @@ def main() -> None:
     from crystalgen.prototypes import BuildConfig, generate_candidates
     from crystalgen.relax import relax_structures
 
-    potential = load_potential()
+    potential = load_potential(args.potential)
     candidates = generate_candidates(BuildConfig(systems=["Ta-W-B", "Ta-B", "W-B", "Ta-W"], max_sites=4))
     pool = [Structure.from_dict(c["structure"]) for c in candidates if len(c["structure"]["sites"]) >= 2]
     structures = pool[:: max(1, len(pool) // args.n)][: args.n]
@@ -72,7 +74,7 @@ def main() -> None:
 
     rows = [("crystalgen PotentialCalculator", lambda: PotentialCalculator(potential))]
     if not args.skip_matgl_calculator:
-        from matgl.ext._ase_pyg import PESCalculator
+        from matgl.ext.ase import PESCalculator  # the backend this process runs
 
         rows.append(("matgl PESCalculator", lambda: PESCalculator(potential.model, stress_unit="eV/A3")))
     for label, make_calc in rows:

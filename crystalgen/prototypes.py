@@ -36,9 +36,8 @@ DEFAULT_SYSTEMS = (
     "Ti-B", "Zr-B", "Hf-B", "V-B", "Nb-B", "Cr-B", "Mo-B",
     "Sc-B", "Y-B", "Mn-B", "Fe-B", "Co-B", "Ni-B", "Re-B",
     "Ti-C", "Zr-C", "Hf-C", "V-C", "Nb-C", "Ta-C", "Mo-C", "W-C", "Cr-C",
-    "Ti-N", "Zr-N", "Nb-N", "Ta-N", "W-N", "V-N", "Hf-N", "Cr-N", "Mo-N",
-    "Ti-Al", "Ni-Al", "Fe-Al", "Co-Al", "Zr-Al", "Nb-Al",
-    "Ti-Si", "Mo-Si", "W-Si", "Nb-Si", "Zr-Si", "Cr-Si", "Fe-Si",
+    "Ti-N", "Zr-N", "Nb-N", "Ta-N", "W-N", "V-N", "Hf-N",
+    "Ti-Al", "Ni-Al", "Fe-Al", "Co-Al", "Ti-Si", "Mo-Si", "W-Si", "Nb-Si",
     "Ti-Al-N", "Ti-Si-C", "Mo-W-B", "Nb-Ta-C",
 )  # fmt: skip
 
