@@ -140,3 +140,15 @@ def test_unsupported_element_is_named(default_potential):
     structure = Structure(Lattice.cubic(3.5), ["Am"], [[0, 0, 0]])
     with pytest.raises(ValueError, match="Am"):
         default_potential.predict([structure])
+
+
+def test_dgl_backend_without_dgl_says_which_stack_it_needs(monkeypatch):
+    import importlib.util
+
+    import matgl
+
+    if importlib.util.find_spec("dgl") is not None:
+        pytest.skip("dgl is installed here: `make test-dgl` covers this backend")
+    monkeypatch.setattr(matgl.config, "BACKEND", "DGL")
+    with pytest.raises(ValueError, match=r"MATGL_BACKEND=DGL but dgl cannot be imported .*dgl 2\.1\.0 with torch<=2\.2\.1"):
+        load_potential(DEFAULT_POTENTIAL)
