@@ -477,6 +477,8 @@ def build_prototype_dataset(
     metadata = {
         "name": "crystalgen-aflow-prototypes",
         "description": "AFLOW prototypes decorated with the listed chemical systems, relaxed with an MLIP",
+        "source": f"pymatgen AFLOW prototype library + {meta.get('potential_version')}",
+        "counts": {"rows": len(rows), "imported": len(records), "failed": stats["failed"]},
         "config": config.model_dump(),
         **{k: meta.get(k) for k in ("potential", "potential_version")},
         "complete": len(rows) == len(wanted),

@@ -118,7 +118,7 @@ def stats_cmd(dataset: Path = typer.Argument(..., help="A crystalgen dataset fil
     summary.add_row("structures", str(stats.n_structures))
     summary.add_row("formulas (polymorph groups)", str(stats.n_formulas))
     summary.add_row("sites per structure", f"{stats.nsites_min}..{stats.nsites_max}")
-    summary.add_row("import failures", str(metadata.get("counts", {}).get("failed", "?")))
+    summary.add_row("failed rows (not in the file)", str(metadata.get("counts", {}).get("failed", "?")))
     if stats.energy.get("count"):
         e = stats.energy
         summary.add_row("energy (eV/atom)", f"{e['min']:.3f}..{e['max']:.3f}, mean {e['mean']:.3f} ± {e['std']:.3f}")
