@@ -118,3 +118,10 @@ def test_validate_structure_accepts_real_crystals_and_names_collapses():
     assert validate_structure(n2) is None
     b2 = Structure(Lattice.cubic(6.0), ["B", "B"], [[0, 0, 0], [0.62 / 6, 0, 0]])  # a hole of the potential
     assert validate_structure(b2).startswith("collapsed bond: B-B")
+    # W-W at 1.73 Å (0.53 x the covalent sum): TensorNet's PtS-type "WB" at half the normal volume,
+    # -1.18 eV/atom below the elements; pymatgen's smaller atomic radii would have let it through
+    ww = Structure(Lattice.tetragonal(2.9, 3.46), ["W", "W"], [[0, 0, 0], [0, 0, 0.5]])
+    assert validate_structure(ww).startswith("collapsed bond: W-W")
+    assert validate_structure(ww, check_bonds=False) is None
+    carbide_dimer = Structure(Lattice.cubic(6.0), ["C", "C"], [[0, 0, 0], [1.30 / 6, 0, 0]])  # C2 in CaC2
+    assert validate_structure(carbide_dimer) is None
