@@ -36,8 +36,9 @@ DEFAULT_SYSTEMS = (
     "Ti-B", "Zr-B", "Hf-B", "V-B", "Nb-B", "Cr-B", "Mo-B",
     "Sc-B", "Y-B", "Mn-B", "Fe-B", "Co-B", "Ni-B", "Re-B",
     "Ti-C", "Zr-C", "Hf-C", "V-C", "Nb-C", "Ta-C", "Mo-C", "W-C", "Cr-C",
-    "Ti-N", "Zr-N", "Nb-N", "Ta-N", "W-N", "V-N", "Hf-N",
-    "Ti-Al", "Ni-Al", "Fe-Al", "Co-Al", "Ti-Si", "Mo-Si", "W-Si", "Nb-Si",
+    "Ti-N", "Zr-N", "Nb-N", "Ta-N", "W-N", "V-N", "Hf-N", "Cr-N", "Mo-N",
+    "Ti-Al", "Ni-Al", "Fe-Al", "Co-Al", "Zr-Al", "Nb-Al",
+    "Ti-Si", "Mo-Si", "W-Si", "Nb-Si", "Zr-Si", "Cr-Si", "Fe-Si", "Co-Si", "Ni-Si", "V-Si",
     "Ti-Al-N", "Ti-Si-C", "Mo-W-B", "Nb-Ta-C",
 )  # fmt: skip
 
@@ -45,6 +46,7 @@ DEFAULT_SYSTEMS = (
 COMPOUND_VOLUME_FACTOR = 0.85
 PRESCAN_VOLUME_FACTORS = (0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.4)
 REFERENCE_PREFIX = "ref-"  # chunk-name prefix of the elemental-reference chunks (relaxed first)
+RUN_STATS = ("chunks_done", "chunks_total", "candidates_reused")  # about one run, not the dataset
 
 
 class BuildConfig(BaseModel):
@@ -482,7 +484,7 @@ def build_prototype_dataset(
         "config": config.model_dump(),
         **{k: meta.get(k) for k in ("potential", "potential_version")},
         "complete": len(rows) == len(wanted),
-        "stats": stats,
+        "stats": {k: v for k, v in stats.items() if k not in RUN_STATS},
     }
     write_dataset(output, records, metadata)
     return stats

@@ -19,7 +19,7 @@ def build_prototypes(
         "--system",
         "-s",
         help="chemical system, e.g. Ta-W-B or Ta-W-B:8 (':N' = prototypes up to N primitive sites); repeatable. "
-        "Default: the built-in list of 46 boride/carbide/nitride/silicide/aluminide systems.",
+        "Default: the built-in list of 56 boride/carbide/nitride/silicide/aluminide systems.",
     ),
     max_sites: int = typer.Option(4, min=1, max=60, help="largest primitive cell (sites) of a prototype"),
     potential: str = typer.Option(None, help="potential name or matgl model folder (default: embedded TensorNet)"),
