@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 import uuid
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MATGL_BACKEND", "PYG")
+# potential-check passes are cached per user; tests keep theirs to themselves
+if "CRYSTALGEN_CACHE_DIR" not in os.environ:
+    os.environ["CRYSTALGEN_CACHE_DIR"] = tempfile.mkdtemp(prefix="crystalgen-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["CRYSTALGEN_CACHE_DIR"], True)
 
 import pytest
 
