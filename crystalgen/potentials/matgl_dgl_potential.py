@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 from pymatgen.core import Structure
 
-from crystalgen.potentials.base import EV_PER_A3_TO_GPA, Potential, PotentialResult
-from crystalgen.potentials.matgl_potential import DGL_STACK, load_matgl_model, split_batch
+from crystalgen.potentials.base import EV_PER_A3_TO_GPA, PotentialResult
+from crystalgen.potentials.matgl_potential import DGL_STACK, MatglFolderPotential, split_batch
 
 
 def import_dgl():
@@ -32,7 +31,7 @@ def import_dgl():
     return dgl
 
 
-class MatglDglPotential(Potential):
+class MatglDglPotential(MatglFolderPotential):
     """A matgl DGL ``Potential`` (M3GNet, or TensorNet's DGL port) from a local model folder.
 
     All structures of one :meth:`predict` call are merged with ``dgl.batch`` and evaluated by matgl's
@@ -42,15 +41,7 @@ class MatglDglPotential(Potential):
 
     def __init__(self, model_dir: str | os.PathLike, name: str | None = None):
         import_dgl()
-        import matgl
-        from matgl.ext.pymatgen import Structure2Graph
-
-        self.model_dir = Path(model_dir)
-        self.name = name or self.model_dir.name
-        self.model = load_matgl_model(self.model_dir, self.name)
-        self.version = f"{self.name} (matgl {matgl.__version__}, backend DGL)"
-        self.elements = frozenset(self.model.model.element_types)
-        self._converter = Structure2Graph(self.model.model.element_types, float(self.model.model.cutoff))
+        super().__init__(model_dir, name)
 
     def predict(self, structures: Sequence[Structure]) -> list[PotentialResult]:
         import dgl

@@ -67,11 +67,10 @@ def load_matgl_model(model_dir: Path, name: str):
     return model
 
 
-class MatglPotential(Potential):
-    """A matgl PyG ``Potential`` (TensorNet) read from a folder with model.json/model.pt/state.pt.
+class MatglFolderPotential(Potential):
+    """A matgl ``Potential`` read from a model folder, with the graph converter of this process's backend.
 
-    All structures of one :meth:`predict` call are merged into one PyG ``Batch`` and go through the
-    model in a single forward/backward pass (forces and stresses by autograd).
+    Subclasses batch the graphs of one :meth:`predict` call their backend's way.
     """
 
     def __init__(self, model_dir: str | os.PathLike, name: str | None = None):
@@ -84,6 +83,14 @@ class MatglPotential(Potential):
         self.version = f"{self.name} (matgl {matgl.__version__}, backend {matgl.config.BACKEND})"
         self.elements = frozenset(self.model.model.element_types)
         self._converter = Structure2Graph(self.model.model.element_types, float(self.model.model.cutoff))
+
+
+class MatglPotential(MatglFolderPotential):
+    """A matgl PyG ``Potential`` (TensorNet) read from a folder with model.json/model.pt/state.pt.
+
+    All structures of one :meth:`predict` call are merged into one PyG ``Batch`` and go through the
+    model in a single forward/backward pass (forces and stresses by autograd).
+    """
 
     def predict(self, structures: Sequence[Structure]) -> list[PotentialResult]:
         import torch
