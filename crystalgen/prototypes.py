@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field, field_validator
-from pymatgen.core import Composition, Element, Structure
+from pymatgen.core import Element, Structure
 
 from crystalgen.data.dataset import DatasetRecord, write_dataset
 
@@ -47,6 +47,7 @@ COMPOUND_VOLUME_FACTOR = 0.85
 PRESCAN_VOLUME_FACTORS = (0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.4)
 REFERENCE_PREFIX = "ref-"  # chunk-name prefix of the elemental-reference chunks (relaxed first)
 RUN_STATS = ("chunks_done", "chunks_total", "candidates_reused")  # about one run, not the dataset
+RELAX_SETTINGS = {"potential", "fmax", "max_steps"}  # all that decides one candidate's relaxed result
 
 
 class BuildConfig(BaseModel):
@@ -77,7 +78,7 @@ class BuildConfig(BaseModel):
         Systems, site limits and prototype filters only choose *which* candidates a build needs, so
         builds that differ in them share (and reuse) each other's relaxations.
         """
-        payload = self.model_dump(include={"potential", "fmax", "max_steps"})
+        payload = self.model_dump(include=RELAX_SETTINGS)
         return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -456,8 +457,9 @@ def build_prototype_dataset(
     wanted = [c["id"] for c in references + candidates]
     out_dir = work_dir / f"prototypes-{config.relax_key()}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "settings.json").write_text(config.model_dump_json(include={"potential", "fmax", "max_steps"}))
-    finished = {row["id"] for row in load_chunk_rows(out_dir, wanted)[0]}
+    (out_dir / "settings.json").write_text(config.model_dump_json(include=RELAX_SETTINGS))
+    rows, meta = load_chunk_rows(out_dir, wanted)
+    finished = {row["id"] for row in rows}
     chunks = make_chunks(
         [c for c in references if c["id"] not in finished], config.chunk_size, prefix=REFERENCE_PREFIX
     ) + make_chunks([c for c in candidates if c["id"] not in finished], config.chunk_size)
@@ -469,7 +471,7 @@ def build_prototype_dataset(
     on_chunk(0, len(chunks))
     if not partial and chunks:
         run_chunks(chunks, config, out_dir, workers, on_done=lambda _: on_chunk(count_done(), len(chunks)))
-    rows, meta = load_chunk_rows(out_dir, wanted)
+        rows, meta = load_chunk_rows(out_dir, wanted)
     if not rows:
         raise RuntimeError(f"no finished chunks in {out_dir}")
     records, stats = assemble_records(rows, meta, config)

@@ -36,7 +36,7 @@ FIRE_FA = 0.99
 MIN_DISTANCE = 0.5  # Å: closer sites are "overlapping atoms"
 #: a bond shorter than this fraction of the sum of covalent radii (Cordero 2008) is a collapse into a
 #: hole of the potential, not chemistry. Seen with TensorNet: B-B 0.62 Å and Fe-Fe 0.88 Å in N2-type
-#: cells (-7.9 / -21.8 eV/atom), W-B 1.50 Å in a PtS-type WB at half the normal volume (-1.18 eV/atom
+#: cells (-7.9 / -21.8 eV/atom), W-W 1.73 Å in a PtS-type WB at half the normal volume (-1.18 eV/atom
 #: formation energy). Real bonds stay above ~0.8 (C-C in carbide C2 dimers ~0.89).
 MIN_BOND_FRACTION = 0.6
 MIN_CELL_HEIGHT = 0.8  # Å: a thinner cell is "collapsed"
