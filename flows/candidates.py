@@ -113,6 +113,11 @@ def get(coll: Collection, candidate_ids: Iterable[str]) -> dict[str, dict[str, A
     return {doc["candidate_id"]: doc for doc in coll.find({"candidate_id": {"$in": list(candidate_ids)}})}
 
 
+def at_stage(coll: Collection, candidate_ids: Iterable[str], *stages: str) -> list[dict[str, Any]]:
+    """The documents among ``candidate_ids`` that are in one of ``stages`` (what a job still has to do)."""
+    return list(coll.find({"candidate_id": {"$in": list(candidate_ids)}, "stage": {"$in": list(stages)}}))
+
+
 def existing_ids(coll: Collection, candidate_ids: Iterable[str]) -> set[str]:
     return {doc["candidate_id"] for doc in coll.find({"candidate_id": {"$in": list(candidate_ids)}}, {"candidate_id": 1})}
 

@@ -222,7 +222,7 @@ def prerelax_chunk(campaign: dict[str, Any], candidate_ids: list[str]) -> dict[s
 
     camp = campaign_from_dict(campaign)
     coll = cands.collection()
-    docs = [d for d in cands.get(coll, candidate_ids).values() if d["stage"] == "generated"]
+    docs = cands.at_stage(coll, candidate_ids, "generated")
     if not docs:
         return {"relaxed": 0, "failed": 0}
     spec = camp.prerelax
@@ -387,7 +387,7 @@ def mlip_relax_job(campaign: dict[str, Any], candidate_ids: list[str]) -> dict[s
 
     camp = campaign_from_dict(campaign)
     coll = cands.collection()
-    docs = [d for d in cands.get(coll, candidate_ids).values() if d["stage"] == "selected"]
+    docs = cands.at_stage(coll, candidate_ids, "selected")
     if not docs:
         return {"relaxed": 0, "failed": 0}
     potential = energies.load_mlip(camp.prerelax.potential)
@@ -443,7 +443,7 @@ def hull_job(campaign: dict[str, Any], candidate_ids: list[str], relax_outputs: 
 
     camp = campaign_from_dict(campaign)
     coll = cands.collection()
-    docs = [d for d in cands.get(coll, candidate_ids).values() if d["stage"] in ("relaxed", "hull")]
+    docs = cands.at_stage(coll, candidate_ids, "relaxed", "hull")
     refs = hull_references(camp, _db())
     warnings = check_sources([d["relax"]["energy_source"] for d in docs], refs, camp.references.compatibility)
     results = e_above_hull([(d["candidate_id"], d["formula"], d["relax"]["energy_per_atom"]) for d in docs], refs)
