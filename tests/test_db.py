@@ -93,6 +93,21 @@ def test_job_store_round_trip_with_gridfs(settings):
     assert store.additional_stores["data"].count() == 1
 
 
+def test_opening_a_used_database_never_resets_its_id_counters(settings):
+    """A process that found no counters and creates them late must not reissue handed-out ids."""
+    from crystalgen.db.fireworks_ids import ensure_counters
+
+    lpad = launchpad()
+    first = [lpad.get_new_fw_id() for _ in range(3)]
+    first_launch = lpad.get_new_launch_id()
+    ensure_counters(lpad)  # what a slower process opening the fresh database does
+    ensure_counters(launchpad())
+    assert first == [1, 2, 3]
+    assert lpad.get_new_fw_id() == 4
+    assert lpad.get_new_launch_id() == first_launch + 1
+    assert lpad.fw_id_assigner.count_documents({}) == 1
+
+
 def _add_workflows(n_wfs, worker):
     from fireworks import Firework, ScriptTask, Workflow
 

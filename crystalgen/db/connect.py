@@ -89,6 +89,5 @@ def launchpad(settings: Settings | None = None):
     mongo_client(settings).close()
     uri = mongo_uri(settings)
     lpad = LaunchPad(host=uri, name=settings.database, uri_mode=True, mongoclient_kwargs={"retryWrites": False})
-    if lpad.fw_id_assigner.find_one({}) is None:
-        lpad._restart_ids(1, 1)  # a fresh database needs its id counters, as `lpad reset` would make
+    fireworks_ids.ensure_counters(lpad)
     return lpad

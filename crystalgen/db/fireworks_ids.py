@@ -16,6 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+COUNTER_ID = -1  # the _id FireWorks' own ``lpad reset`` gives the counter document
 
 
 class AtomicCounterCollection:
@@ -39,6 +42,23 @@ class AtomicCounterCollection:
         for field, amount in increments.items():
             before[field] = after[field] - amount
         return before
+
+
+def ensure_counters(lpad) -> None:
+    """Create the id counters of a fresh database, as ``lpad reset`` would, without a race.
+
+    FireWorks' ``_restart_ids`` deletes and re-creates the counter document, so two processes
+    opening a fresh database at once could reset ids the first had already handed out. A
+    ``$setOnInsert`` upsert on the fixed ``_id`` creates it once and never touches it again.
+    """
+    try:
+        lpad.fw_id_assigner.update_one(
+            {"_id": COUNTER_ID},
+            {"$setOnInsert": {"next_fw_id": 1, "next_launch_id": 1}},
+            upsert=True,
+        )
+    except DuplicateKeyError:
+        pass  # another process created it between our lookup and insert
 
 
 def install() -> None:
