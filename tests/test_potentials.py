@@ -152,3 +152,32 @@ def test_dgl_backend_without_dgl_says_which_stack_it_needs(monkeypatch):
     monkeypatch.setattr(matgl.config, "BACKEND", "DGL")
     with pytest.raises(ValueError, match=r"MATGL_BACKEND=DGL but dgl cannot be imported .*dgl 2\.1\.0 with torch<=2\.2\.1"):
         load_potential(DEFAULT_POTENTIAL)
+
+
+def test_device_resolution_names_bad_values(monkeypatch):
+    from crystalgen.potentials.base import DEVICE_ENV, resolve_device
+
+    monkeypatch.delenv(DEVICE_ENV, raising=False)
+    assert resolve_device() == ("cuda" if torch.cuda.is_available() else "cpu")
+    monkeypatch.setenv(DEVICE_ENV, "CPU")
+    assert resolve_device() == "cpu"
+    assert resolve_device("cpu") == "cpu"
+    with pytest.raises(ValueError, match="'gpu0' is not a torch device"):
+        resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="'cuda:1' asked for, but this process sees no CUDA GPU"):
+            load_potential(device="cuda:1")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_predictions_match_cpu(default_potential):
+    structures = list(reference_structures().values())
+    structures[0] = structures[0].copy()
+    structures[0].perturb(0.1, min_distance=0.05)
+    gpu = load_potential(device="cuda")
+    assert gpu.device == "cuda" and next(gpu.model.parameters()).is_cuda
+    cpu = load_potential(device="cpu")
+    for on_gpu, on_cpu in zip(gpu.predict(structures), cpu.predict(structures), strict=True):
+        assert on_gpu.energy_per_atom == pytest.approx(on_cpu.energy_per_atom, abs=1e-4)
+        np.testing.assert_allclose(on_gpu.forces, on_cpu.forces, atol=1e-3)
+        np.testing.assert_allclose(on_gpu.stress, on_cpu.stress, atol=1e-5)

@@ -8,6 +8,7 @@ shrink, i.e. tensile). Multiply a stress by :data:`EV_PER_A3_TO_GPA` for GPa.
 from __future__ import annotations
 
 import abc
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,6 +16,28 @@ import numpy as np
 from pymatgen.core import Structure
 
 EV_PER_A3_TO_GPA = 160.21766208
+#: where potentials run unless told: ``auto`` (a CUDA GPU when the process sees one, else the CPU),
+#: ``cpu``, ``cuda`` or ``cuda:N``
+DEVICE_ENV = "CRYSTALGEN_POTENTIAL_DEVICE"
+
+
+def resolve_device(device: str | None = None) -> str:
+    """The torch device a potential runs on: ``device``, else ``$CRYSTALGEN_POTENTIAL_DEVICE``, else auto.
+
+    Raises ``ValueError`` naming the value when a GPU is asked for and none is visible.
+    """
+    import torch
+
+    requested = (device or os.environ.get(DEVICE_ENV) or "auto").strip().lower()
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        kind = torch.device(requested).type
+    except RuntimeError as exc:
+        raise ValueError(f"potential device {requested!r} is not a torch device (auto, cpu, cuda, cuda:N)") from exc
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"potential device {requested!r} asked for, but this process sees no CUDA GPU")
+    return requested
 
 
 @dataclass(frozen=True)
@@ -44,6 +67,8 @@ class Potential(abc.ABC):
     version: str
     #: chemical elements the model was trained on
     elements: frozenset[str]
+    #: torch device the model runs on (results always come back as NumPy arrays)
+    device: str = "cpu"
 
     @abc.abstractmethod
     def predict(self, structures: Sequence[Structure]) -> list[PotentialResult]:

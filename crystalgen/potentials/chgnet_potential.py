@@ -7,17 +7,18 @@ from collections.abc import Sequence
 import numpy as np
 from pymatgen.core import Structure
 
-from crystalgen.potentials.base import EV_PER_A3_TO_GPA, Potential, PotentialResult
+from crystalgen.potentials.base import EV_PER_A3_TO_GPA, Potential, PotentialResult, resolve_device
 
 
 class CHGNetPotential(Potential):
     """CHGNet ``model_version`` (``"0.3.0"`` or ``"0.2.0"``) from the chgnet wheel; never downloads."""
 
-    def __init__(self, model_version: str = "0.3.0"):
+    def __init__(self, model_version: str = "0.3.0", device: str | None = None):
         import chgnet
         from chgnet.model import CHGNet
 
-        self.model = CHGNet.load(model_name=model_version, use_device="cpu", verbose=False)
+        self.device = resolve_device(device)
+        self.model = CHGNet.load(model_name=model_version, use_device=self.device, verbose=False)
         self.model.eval()
         self.name = f"CHGNet-{model_version}"
         self.version = f"{self.name} (chgnet {chgnet.__version__})"

@@ -39,9 +39,9 @@ class MatglDglPotential(MatglFolderPotential):
     on the batched graph).
     """
 
-    def __init__(self, model_dir: str | os.PathLike, name: str | None = None):
+    def __init__(self, model_dir: str | os.PathLike, name: str | None = None, device: str | None = None):
         import_dgl()
-        super().__init__(model_dir, name)
+        super().__init__(model_dir, name, device)
 
     def predict(self, structures: Sequence[Structure]) -> list[PotentialResult]:
         import dgl
@@ -56,9 +56,9 @@ class MatglDglPotential(MatglFolderPotential):
             graphs.append(graph)
             lattices.append(torch.as_tensor(lattice).reshape(3, 3))
             states.append(np.asarray(state, dtype=np.float32).reshape(-1))
-        lat = torch.stack(lattices)
-        state_attr = torch.as_tensor(np.stack(states), dtype=lat.dtype)
-        energies, forces, stresses, _ = self.model(dgl.batch(graphs), lat, state_attr)
+        lat = torch.stack(lattices).to(self.device)
+        state_attr = torch.as_tensor(np.stack(states), dtype=lat.dtype, device=self.device)
+        energies, forces, stresses, _ = self.model(dgl.batch(graphs).to(self.device), lat, state_attr)
         # matgl reports (1/V) dE/dstrain in GPa, which is the ASE sign convention
         return split_batch(structures, energies, forces, stresses.reshape(-1, 3, 3) / EV_PER_A3_TO_GPA)
 

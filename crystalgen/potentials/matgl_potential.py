@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from pymatgen.core import Structure
 
-from crystalgen.potentials.base import EV_PER_A3_TO_GPA, Potential, PotentialResult
+from crystalgen.potentials.base import EV_PER_A3_TO_GPA, Potential, PotentialResult, resolve_device
 
 MODEL_FILES = ("model.json", "model.pt", "state.pt")
 DGL_STACK = "dgl 2.1.0 with torch<=2.2.1 (`make install-dgl`, README 'M3GNet potentials')"
@@ -25,8 +25,10 @@ def is_matgl_model_dir(path: Path) -> bool:
     return path.is_dir() and all((path / name).is_file() for name in MODEL_FILES)
 
 
-def open_matgl_potential(model_dir: str | os.PathLike, name: str | None = None) -> Potential:
-    """The batched predictor for the model in ``model_dir`` on this process's matgl backend."""
+def open_matgl_potential(
+    model_dir: str | os.PathLike, name: str | None = None, device: str | None = None
+) -> Potential:
+    """The batched predictor for the model in ``model_dir`` on this process's matgl backend and ``device``."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("MATGL_BACKEND", "PYG")
     import matgl
@@ -34,8 +36,8 @@ def open_matgl_potential(model_dir: str | os.PathLike, name: str | None = None) 
     if matgl.config.BACKEND == "DGL":
         from crystalgen.potentials.matgl_dgl_potential import MatglDglPotential
 
-        return MatglDglPotential(model_dir, name)
-    return MatglPotential(model_dir, name)
+        return MatglDglPotential(model_dir, name, device)
+    return MatglPotential(model_dir, name, device)
 
 
 def load_matgl_model(model_dir: Path, name: str):
@@ -73,13 +75,14 @@ class MatglFolderPotential(Potential):
     Subclasses batch the graphs of one :meth:`predict` call their backend's way.
     """
 
-    def __init__(self, model_dir: str | os.PathLike, name: str | None = None):
+    def __init__(self, model_dir: str | os.PathLike, name: str | None = None, device: str | None = None):
         import matgl
         from matgl.ext.pymatgen import Structure2Graph
 
         self.model_dir = Path(model_dir)
         self.name = name or self.model_dir.name
-        self.model = load_matgl_model(self.model_dir, self.name)
+        self.device = resolve_device(device)
+        self.model = load_matgl_model(self.model_dir, self.name).to(self.device)
         self.version = f"{self.name} (matgl {matgl.__version__}, backend {matgl.config.BACKEND})"
         self.elements = frozenset(self.model.model.element_types)
         self._converter = Structure2Graph(self.model.model.element_types, float(self.model.model.cutoff))
@@ -89,7 +92,8 @@ class MatglPotential(MatglFolderPotential):
     """A matgl PyG ``Potential`` (TensorNet) read from a folder with model.json/model.pt/state.pt.
 
     All structures of one :meth:`predict` call are merged into one PyG ``Batch`` and go through the
-    model in a single forward/backward pass (forces and stresses by autograd).
+    model in a single forward/backward pass (forces and stresses by autograd). Graphs are built on
+    the CPU (pymatgen's neighbour search) and moved to the model's device in one transfer.
     """
 
     def predict(self, structures: Sequence[Structure]) -> list[PotentialResult]:
@@ -104,12 +108,12 @@ class MatglPotential(MatglFolderPotential):
             graph, lattice, _ = self._converter.get_graph(structure)
             graphs.append(graph)
             lattices.append(torch.as_tensor(lattice).reshape(3, 3))
-        batch = Batch.from_data_list(graphs)
-        lat = torch.stack(lattices)
+        batch = Batch.from_data_list(graphs).to(self.device)
+        lat = torch.stack(lattices).to(self.device)
         if self.model.model.__class__.__name__ == "TensorNet":
             energies, forces, stresses = self._energy_forces_stress(batch, lat)
         else:  # models with state features / line graphs: matgl's own (slower) forward
-            state = torch.zeros((len(structures), 2), dtype=lat.dtype)
+            state = torch.zeros((len(structures), 2), dtype=lat.dtype, device=lat.device)
             energies, forces, stresses, _ = self.model(batch, lat, state)
             stresses = stresses.reshape(-1, 3, 3) / EV_PER_A3_TO_GPA
         return split_batch(structures, energies, forces, stresses)
@@ -125,7 +129,7 @@ class MatglPotential(MatglFolderPotential):
 
         potential = self.model
         strain = lat.new_zeros((batch.num_graphs, 3, 3)).requires_grad_(True)
-        lattice = lat @ (torch.eye(3, dtype=lat.dtype) + strain)
+        lattice = lat @ (torch.eye(3, dtype=lat.dtype, device=lat.device) + strain)
         batch.lattice = lattice[batch.batch[batch.edge_index[0]]]
         batch.pbc_offshift = (batch.pbc_offset.unsqueeze(-1) * batch.lattice).sum(dim=1)
         batch.pos = (batch.frac_coords.unsqueeze(-1) * lattice[batch.batch]).sum(dim=1)
@@ -143,9 +147,9 @@ class MatglPotential(MatglFolderPotential):
 
 def split_batch(structures: Sequence[Structure], energies, forces, stresses) -> list[PotentialResult]:
     """Per-structure results from batched tensors (energies (n,), forces (atoms, 3), stresses (n, 3, 3) eV/Å^3)."""
-    energies = energies.detach().reshape(-1).double().numpy()
-    forces = forces.detach().double().numpy()
-    stresses = stresses.detach().double().numpy().reshape(-1, 3, 3)
+    energies = energies.detach().reshape(-1).double().cpu().numpy()
+    forces = forces.detach().double().cpu().numpy()
+    stresses = stresses.detach().double().cpu().numpy().reshape(-1, 3, 3)
     counts = [len(s) for s in structures]
     offsets = np.concatenate([[0], np.cumsum(counts)])
     return [

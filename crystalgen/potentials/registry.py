@@ -43,10 +43,12 @@ def _matgl_model_dir(name: str) -> Path | None:
     return None
 
 
-def load_potential(spec: str | os.PathLike | Potential | None = None) -> Potential:
+def load_potential(spec: str | os.PathLike | Potential | None = None, device: str | None = None) -> Potential:
     """Load a potential: ``None`` = the embedded default, a known name, or a matgl model folder.
 
-    Raises ``ValueError`` naming the spec and what is available when it cannot be resolved.
+    ``device`` (``auto``/``cpu``/``cuda[:N]``; default ``$CRYSTALGEN_POTENTIAL_DEVICE``, else auto)
+    picks where it runs. Raises ``ValueError`` naming the spec and what is available when it cannot
+    be resolved.
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if isinstance(spec, Potential):
@@ -60,14 +62,14 @@ def load_potential(spec: str | os.PathLike | Potential | None = None) -> Potenti
             raise ValueError(f"unknown CHGNet version {version!r}; available: {', '.join(CHGNET_VERSIONS)}")
         from crystalgen.potentials.chgnet_potential import CHGNetPotential
 
-        return CHGNetPotential(version)
+        return CHGNetPotential(version, device)
     if is_matgl_model_dir(Path(text).expanduser()):
-        return open_matgl_potential(Path(text).expanduser())
+        return open_matgl_potential(Path(text).expanduser(), device=device)
     by_lower = {name.lower(): name for name in MATGL_MODELS}
     if text.lower() in by_lower:
         name = by_lower[text.lower()]
         if path := _matgl_model_dir(name):
-            return open_matgl_potential(path, name=name)
+            return open_matgl_potential(path, name=name, device=device)
         raise ValueError(
             f"potential {name!r} is not available offline: put its folder (model.json, model.pt, state.pt) "
             f"under a directory listed in ${MATGL_MODELS_ENV}"
