@@ -23,7 +23,7 @@ step() {  # step NAME COMMAND...: run, tee to RESULTS_DIR/NAME.log, remember the
 step environment "$py" -c "import torch, matgl; print('torch', torch.__version__, 'cuda', torch.version.cuda, \
 torch.cuda.get_device_name() if torch.cuda.is_available() else 'NO GPU', '| matgl', matgl.__version__)"
 step tests env CRYSTALGEN_POTENTIAL_DEVICE=cuda "$py" -m pytest -q -p no:cacheprovider \
-    tests/test_gpu.py tests/test_potentials.py tests/test_relax.py -k "not m3gnet_weights_are_refused"
+    tests/test_gpu.py tests/test_potentials.py tests/test_relax.py
 step relax_benchmark "$py" benchmarks/relax.py --device cuda --threads 1
 step sampling_benchmark "$py" benchmarks/sampling.py --devices cuda --n-conditions 128
 exit "$status"

@@ -98,7 +98,12 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
+    # a checkpoint loaded with map_location=cuda carries its generator states on the GPU; torch
+    # takes them as CPU byte tensors only
+    torch.set_rng_state(state["torch"].cpu())
+    cuda_states = state.get("cuda") or []
+    if torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in cuda_states])
     keys = np.asarray(state["numpy"][:-1], dtype=np.uint32)
     np.random.set_state(("MT19937", keys, int(state["numpy"][-1])))
     py = json.loads(state["python"])
