@@ -99,7 +99,7 @@ def rng_state() -> dict:
 
 def set_rng_state(state: dict) -> None:
     # a checkpoint loaded with map_location=cuda carries its generator states on the GPU; torch
-    # takes them as CPU byte tensors only
+    # takes them as CPU byte tensors only. CUDA streams are restored when the device count matches.
     torch.set_rng_state(state["torch"].cpu())
     cuda_states = state.get("cuda") or []
     if torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
@@ -108,8 +108,6 @@ def set_rng_state(state: dict) -> None:
     np.random.set_state(("MT19937", keys, int(state["numpy"][-1])))
     py = json.loads(state["python"])
     random.setstate((py[0], tuple(py[1]), py[2]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def seed_everything(seed: int) -> None:
