@@ -26,7 +26,7 @@ def _unrelaxed() -> list[Structure]:
     """Small cells away from equilibrium in volume, shape and internal coordinates."""
     nacl = _rock_salt("Na", "Cl", 5.45)
     mgo = _rock_salt("Mg", "O", 4.40)
-    mgo.perturb(0.08, min_distance=0.04)
+    mgo.perturb(0.08, min_distance=0.04, seed=0)
     tab2 = Structure(Lattice.hexagonal(3.2, 3.1), ["Ta", "B", "B"], [[0, 0, 0], [1 / 3, 2 / 3, 0.45], [2 / 3, 1 / 3, 0.5]])
     w = Structure(Lattice.tetragonal(3.05, 3.3), ["W", "W"], [[0, 0, 0], [0.5, 0.52, 0.5]])
     return [nacl, mgo, tab2, w]
