@@ -14,6 +14,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pymatgen.core import Composition, Element
 
+#: hull-based target energies start from the hull energy rounded to this many decimals (1 meV/atom)
+HULL_ENERGY_DECIMALS = 3
+
 #: INCAR defaults of the paper's VASP relaxations (PBE, 500 eV cut-off, tight convergence).
 DEFAULT_INCAR: dict[str, Any] = {"ENCUT": 500, "EDIFF": 1e-5, "EDIFFG": -0.01, "GGA": "PE"}
 
@@ -62,7 +65,9 @@ class EnergyScheme(_Strict):
         if self.start == "hull":
             if hull_energy is None:
                 raise ValueError(f"energy scheme {self.label} starts at the hull energy, which is unknown")
-            base = hull_energy
+            # to the meV/atom: hull energies from a potential differ in the 6th decimal between runs
+            # (float32 reductions), and candidate ids and sampling seeds derive from these values
+            base = round(hull_energy, HULL_ENERGY_DECIMALS)
         else:
             base = float(self.start)
         return [round(base + self.offset + i * self.step, 6) for i in range(self.count)]

@@ -160,6 +160,18 @@ def test_energy_schemes_of_the_paper():
         expand_conditions(campaign, {})
 
 
+def test_hull_based_conditions_do_not_follow_float_noise_in_the_hull_energy():
+    """Two runs whose MLIP references differ in the 6th decimal must ask for the same conditions."""
+    campaign = parse_campaign({
+        "name": "grid", "compositions": ["Ta1W1B2"], "spacegroups": [191],
+        "energy_grid": [{"name": "A", "start": "hull", "step": 0.05, "count": 2}],
+    })
+    first = expand_conditions(campaign, {"TaB2W": -0.6655457})
+    second = expand_conditions(campaign, {"TaB2W": -0.6655451})
+    assert first == second
+    assert [p.formation_energy for p in first] == [-0.666, -0.616]
+
+
 def test_campaign_error_names_several_fields_at_once():
     with pytest.raises(CampaignError) as info:
         parse_campaign({"name": "x y", "compositions": [], "spacegroups": [1], "energy_grid": {"step": 0}})
