@@ -133,8 +133,13 @@ def query(
     sort_by_e_above_hull: bool = False,
     limit: int = 0,
     projection: dict[str, int] | None = None,
+    duplicates: bool | None = None,
 ) -> list[dict[str, Any]]:
-    """Candidates of ``campaign`` filtered by stage, hull result, formula or condition space group."""
+    """Candidates of ``campaign`` filtered by stage, hull result, formula or condition space group.
+
+    ``duplicates=False`` leaves out ranked candidates whose relaxed structure repeats a better one
+    (``hull.duplicate_of``), ``True`` keeps only those, ``None`` does not look.
+    """
     filt: dict[str, Any] = {"campaign": campaign}
     if stages is not None:
         filt["stage"] = {"$in": list(stages)}
@@ -148,6 +153,8 @@ def query(
         filt["formula"] = Composition(formula).reduced_formula
     if spacegroup is not None:
         filt["condition.spacegroup"] = spacegroup
+    if duplicates is not None:
+        filt["hull.duplicate_of"] = {"$ne": None} if duplicates else None
     cursor = coll.find(filt, projection)
     if sort_by_e_above_hull:
         cursor = cursor.sort([("e_above_hull", ASCENDING), ("candidate_id", ASCENDING)])

@@ -255,35 +255,31 @@ def prerelax_chunk(campaign: dict[str, Any], candidate_ids: list[str]) -> dict[s
 @job(name="select")
 def select_job(campaign: dict[str, Any], candidate_ids: list[str], chunk_summaries: list | None = None) -> Response:
     """Apply the MLIP e_above_hull window and StructureMatcher dedupe, then fan out the final relaxations."""
-    from pymatgen.analysis.structure_matcher import StructureMatcher
-
     camp = campaign_from_dict(campaign)
     spec = camp.prerelax
     coll = cands.collection()
     docs = list(cands.get(coll, candidate_ids).values())
-    kept = [d for d in docs if d["stage"] in ("selected", "relaxed", "hull")]
     fresh = sorted((d for d in docs if d["stage"] == "prerelaxed"), key=lambda d: d["prerelax"]["e_above_hull"])
-    matcher = StructureMatcher()
-    kept_structures = {d["candidate_id"]: Structure.from_dict(d["structure"]) for d in kept}
+    kept, n_kept = StructureIndex(), 0
+    for d in docs:
+        if d["stage"] in ("selected", "relaxed", "hull"):
+            kept.add(d["candidate_id"], Structure.from_dict(d["structure"]))
+            n_kept += 1
     for doc in fresh:
         cid, ehull = doc["candidate_id"], doc["prerelax"]["e_above_hull"]
         if ehull > spec.e_above_hull_window:
             cands.set_stage(coll, cid, "rejected", {"rejected_reason": "above MLIP e_above_hull window"},
                             reason=f"MLIP e_above_hull {ehull:.3f} > {spec.e_above_hull_window}")
             continue
-        if spec.max_selected is not None and len(kept_structures) >= spec.max_selected:
+        if spec.max_selected is not None and n_kept >= spec.max_selected:
             cands.set_stage(coll, cid, "rejected", {"rejected_reason": "max_selected reached"})
             continue
         structure = Structure.from_dict(doc["structure"])
-        twin = None
-        if spec.dedupe:
-            twin = next((other for other, s in kept_structures.items()
-                         if s.composition.reduced_formula == structure.composition.reduced_formula
-                         and matcher.fit(s, structure)), None)
-        if twin is not None:
+        if spec.dedupe and (twin := kept.twin_of(structure)) is not None:
             cands.set_stage(coll, cid, "rejected", {"rejected_reason": f"duplicate of {twin}"}, duplicate_of=twin)
             continue
-        kept_structures[cid] = structure
+        kept.add(cid, structure)
+        n_kept += 1
         cands.set_stage(coll, cid, "selected")
     to_relax = _in_campaign_order(candidate_ids, {"stage": "selected"})
     return Response(replace=relax_and_hull_flow(camp, campaign, candidate_ids, to_relax))
@@ -447,12 +443,50 @@ def hull_job(campaign: dict[str, Any], candidate_ids: list[str], relax_outputs: 
     refs = hull_references(camp, _db())
     warnings = check_sources([d["relax"]["energy_source"] for d in docs], refs, camp.references.compatibility)
     results = e_above_hull([(d["candidate_id"], d["formula"], d["relax"]["energy_per_atom"]) for d in docs], refs)
+    twins = relaxed_duplicates(docs, {cid: r.e_above_hull for cid, r in results.items()})
     for doc in docs:
         res = results[doc["candidate_id"]]
         cands.set_stage(coll, doc["candidate_id"], "hull", {
             "e_above_hull": res.e_above_hull,
             "hull": {"decomposition": res.decomposition, "below_hull": res.below_hull, "chemsys": res.chemsys,
-                     "reference_source": refs.label, "energy_source": refs.energy_source, "warnings": warnings},
+                     "reference_source": refs.label, "energy_source": refs.energy_source, "warnings": warnings,
+                     "duplicate_of": twins.get(doc["candidate_id"])},
         }, e_above_hull=res.e_above_hull)
-    below = sum(r.below_hull for r in results.values())
-    return {"ranked": len(results), "below_hull": below, "reference_source": refs.label, "warnings": warnings}
+    unique = [cid for cid in results if cid not in twins]
+    below = sum(results[cid].below_hull for cid in unique)
+    return {"ranked": len(unique), "duplicates": len(twins), "below_hull": below, "reference_source": refs.label,
+            "warnings": warnings}
+
+
+class StructureIndex:
+    """Structures kept so far, by reduced formula, to find a StructureMatcher twin of a new one."""
+
+    def __init__(self) -> None:
+        from pymatgen.analysis.structure_matcher import StructureMatcher
+
+        self._matcher = StructureMatcher()
+        self._by_formula: dict[str, list[tuple[str, Structure]]] = {}
+
+    def twin_of(self, structure: Structure) -> str | None:
+        same_formula = self._by_formula.get(structure.composition.reduced_formula, [])
+        return next((cid for cid, other in same_formula if self._matcher.fit(other, structure)), None)
+
+    def add(self, candidate_id: str, structure: Structure) -> None:
+        self._by_formula.setdefault(structure.composition.reduced_formula, []).append((candidate_id, structure))
+
+
+def relaxed_duplicates(docs: list[dict[str, Any]], e_above_hull: dict[str, float]) -> dict[str, str]:
+    """``{candidate_id: id of the better twin}`` for candidates whose final structure StructureMatcher
+    finds equal to one with a lower (or equal, then smaller id) e_above_hull.
+
+    Selection dedupes pre-relaxed structures; different ones can still relax into the same crystal,
+    which the ranking should list once.
+    """
+    index, twins = StructureIndex(), {}
+    for doc in sorted(docs, key=lambda d: (e_above_hull[d["candidate_id"]], d["candidate_id"])):
+        structure = Structure.from_dict(doc["structure"])
+        if (twin := index.twin_of(structure)) is None:
+            index.add(doc["candidate_id"], structure)
+        else:
+            twins[doc["candidate_id"]] = twin
+    return twins

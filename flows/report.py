@@ -21,7 +21,12 @@ RANKED_FIELDS = {"candidate_id": 1, "formula": 1, "condition": 1, "e_above_hull"
 
 
 def ranked(coll, campaign: str, limit: int = 20) -> list[dict[str, Any]]:
-    rows = cands.query(coll, campaign, stages=["hull"], sort_by_e_above_hull=True, limit=limit, projection=RANKED_FIELDS)
+    """The best ``limit`` distinct relaxed structures; ``twins`` lists candidates that relaxed into the same one."""
+    rows = cands.query(coll, campaign, stages=["hull"], sort_by_e_above_hull=True, limit=limit, projection=RANKED_FIELDS,
+                       duplicates=False)
+    twins: dict[str, list[str]] = {}
+    for doc in cands.query(coll, campaign, stages=["hull"], projection={"candidate_id": 1, "hull": 1}, duplicates=True):
+        twins.setdefault(doc["hull"]["duplicate_of"], []).append(doc["candidate_id"])
     return [
         {
             "rank": i + 1,
@@ -36,6 +41,7 @@ def ranked(coll, campaign: str, limit: int = 20) -> list[dict[str, Any]]:
             "mlip_e_above_hull": d.get("prerelax", {}).get("e_above_hull"),
             "engine": d["relax"]["engine"],
             "is_dft": d["relax"]["is_dft"],
+            "twins": sorted(twins.get(d["candidate_id"], [])),
         }
         for i, d in enumerate(rows)
     ]
@@ -77,7 +83,8 @@ def _plots(campaign: Campaign, coll, refs, out_dir: Path) -> list[Path]:
     from flows.hull import plot_hull
 
     paths = []
-    docs = cands.query(coll, campaign.name, stages=["hull"], projection={"candidate_id": 1, "formula": 1, "chemsys": 1, "relax": 1})
+    docs = cands.query(coll, campaign.name, stages=["hull"], projection={"candidate_id": 1, "formula": 1, "chemsys": 1, "relax": 1},
+                       duplicates=False)
     for chemsys in sorted({d["chemsys"] for d in docs}):
         members = [(d["candidate_id"], d["formula"], d["relax"]["energy_per_atom"]) for d in docs if d["chemsys"] == chemsys]
         path = out_dir / f"hull_{chemsys}.png"
@@ -95,12 +102,14 @@ def markdown(report: dict[str, Any]) -> str:
     lines += [f"References: {report['references']}", "", "## Candidates per stage", "", "| stage | count |", "|---|---|"]
     lines += [f"| {stage} | {n} |" for stage, n in report["counts"].items()]
     lines += ["", "## Lowest energy above hull", "",
-              "| rank | composition | spg | E_target (eV/atom) | e_above_hull (eV/atom) | below hull | MLIP e_hull | candidate |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| rank | composition | spg | E_target (eV/atom) | e_above_hull (eV/atom) | below hull | MLIP e_hull | candidate "
+              "| same structure from |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for r in report["ranked"]:
         mlip = "" if r["mlip_e_above_hull"] is None else f"{r['mlip_e_above_hull']:.3f}"
         lines.append(f"| {r['rank']} | {r['composition']} | {r['spacegroup']} | {r['target_formation_energy']:.3f} | "
-                     f"{r['e_above_hull']:.3f} | {'yes' if r['below_hull'] else 'no'} | {mlip} | {r['candidate_id']} |")
+                     f"{r['e_above_hull']:.3f} | {'yes' if r['below_hull'] else 'no'} | {mlip} | {r['candidate_id']} | "
+                     f"{', '.join(r['twins'])} |")
     if report["failures"]:
         lines += ["", "## Why candidates failed", "", "| reason | count |", "|---|---|"]
         lines += [f"| {reason} | {n} |" for reason, n in report["failures"]]
@@ -112,10 +121,10 @@ def rich_table(report: dict[str, Any]) -> Table:
     engine = "MLIP stand-in, NOT DFT" if not report["is_dft"] else "VASP (DFT)"
     counts = ", ".join(f"{stage} {n}" for stage, n in report["counts"].items() if n)
     table = Table(title=f"{report['campaign']}: lowest e_above_hull [{engine}]", caption=counts)
-    for column in ("rank", "composition", "spg", "E_target", "e_above_hull", "below hull", "candidate"):
+    for column in ("rank", "composition", "spg", "E_target", "e_above_hull", "below hull", "candidate", "twins"):
         table.add_column(column, justify="left" if column in ("composition", "candidate") else "right")
     for r in report["ranked"]:
         table.add_row(str(r["rank"]), r["composition"], str(r["spacegroup"]),
                       f"{r['target_formation_energy']:.3f}", f"{r['e_above_hull']:.3f}",
-                      "yes" if r["below_hull"] else "no", r["candidate_id"])
+                      "yes" if r["below_hull"] else "no", r["candidate_id"], str(len(r["twins"])))
     return table

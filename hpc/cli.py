@@ -111,6 +111,8 @@ def candidates(
     stage: str = typer.Option("hull", "--stage", help="candidates in this stage ('all': any stage); "
                               "default: ranked ones"),
     limit: int = typer.Option(0, "--limit", min=0, help="at most N (0: all)"),
+    duplicates: bool = typer.Option(False, "--duplicates", help="also list candidates whose relaxed structure "
+                                    "repeats a better-ranked one (column duplicate_of)"),
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table, json, csv or cif"),
     out: Path = typer.Option(None, "--out", help="output folder (cif) or file (json/csv); default stdout"),
 ) -> None:
@@ -133,7 +135,8 @@ def candidates(
             fail(f"--formula {formula!r} is not a chemical formula of known elements")
     try:
         docs = query.find_candidates(name, below_hull=below_hull, max_e_above_hull=max_ehull, formula=formula,
-                                     spacegroup=spg, stage=None if stage == "all" else stage, limit=limit)
+                                     spacegroup=spg, stage=None if stage == "all" else stage, limit=limit,
+                                     duplicates=duplicates)
     except Exception as exc:  # database errors: one line, no traceback
         fail(f"query failed: {exc}")
     if fmt is OutputFormat.cif:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 FORMATS = ("table", "json", "csv", "cif")
 COLUMNS = ("candidate_id", "formula", "spacegroup", "stage", "e_above_hull", "below_hull", "energy_per_atom",
-           "engine", "is_dft", "prerelax_e_above_hull")
+           "engine", "is_dft", "prerelax_e_above_hull", "duplicate_of")
+TABLE_COLUMNS = COLUMNS[:-3]  # the terminal table leaves out is_dft, prerelax_e_above_hull, duplicate_of
 
 
 RANKED_STAGE = "hull"  # candidates with an e_above_hull; the default of `crystalgen candidates`
@@ -23,10 +24,11 @@ SORT = [("e_above_hull", 1), ("candidate_id", 1)]
 
 def candidate_query(campaign: str, *, below_hull: bool = False, max_e_above_hull: float | None = None,
                     formula: str | None = None, spacegroup: int | None = None,
-                    stage: str | None = RANKED_STAGE) -> tuple[dict, list, list]:
+                    stage: str | None = RANKED_STAGE, duplicates: bool = False) -> tuple[dict, list, list]:
     """(filter, sort, index) of a candidates query. The index is the one of the collection's
     ``(campaign, ...)`` indexes that narrows the filter most; it is passed as ``hint`` so every
-    server (mongod, SecantusDB) runs the query on it."""
+    server (mongod, SecantusDB) runs the query on it. ``duplicates=False`` leaves out candidates
+    whose relaxed structure repeats a better-ranked one (``hull.duplicate_of``)."""
     from pymatgen.core import Composition
 
     filt: dict = {"campaign": campaign}
@@ -41,6 +43,8 @@ def candidate_query(campaign: str, *, below_hull: bool = False, max_e_above_hull
         filt["formula"] = Composition(formula).reduced_formula
     if spacegroup is not None:
         filt["condition.spacegroup"] = int(spacegroup)
+    if not duplicates:
+        filt["hull.duplicate_of"] = None
     for field in ("formula", "condition.spacegroup", "e_above_hull", "stage"):  # most selective first
         if field in filt:
             return filt, SORT, [("campaign", 1), (field, 1)]
@@ -73,6 +77,7 @@ def summary(doc: dict) -> dict:
         "engine": relax.get("engine"),
         "is_dft": relax.get("is_dft"),
         "prerelax_e_above_hull": prerelax.get("e_above_hull"),
+        "duplicate_of": (doc.get("hull") or {}).get("duplicate_of"),
     }
 
 
@@ -120,12 +125,12 @@ def rich_table(docs: list[dict], title: str):
     from rich.table import Table
 
     table = Table(title=title)
-    for column in COLUMNS[:-2]:
+    for column in TABLE_COLUMNS:
         table.add_column(column, justify="right" if column in ("e_above_hull", "energy_per_atom") else "left")
     for doc in docs:
         row = summary(doc)
         cells = []
-        for column in COLUMNS[:-2]:
+        for column in TABLE_COLUMNS:
             value = row[column]
             cells.append(f"{value:.4f}" if isinstance(value, float) else ("" if value is None else str(value)))
         table.add_row(*cells)

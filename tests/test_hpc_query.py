@@ -69,6 +69,22 @@ def test_filters_and_ranking(candidates_db):
     assert len(find_candidates("qc", coll=candidates_db, stage=None)) == 6
 
 
+def test_relaxed_duplicates_are_listed_only_on_request(candidates_db, tmp_path):
+    from flows import candidates as cands
+    from hpc.query import find_candidates
+
+    ranked = find_candidates("qc", coll=candidates_db)
+    best, twin = ranked[0]["candidate_id"], ranked[-1]["candidate_id"]  # TaB2 at -0.02 and at 0.12
+    candidates_db.update_one({"candidate_id": twin}, {"$set": {"hull.duplicate_of": best}})
+    assert [d["e_above_hull"] for d in find_candidates("qc", coll=candidates_db)] == [-0.02, -0.005, 0.01]
+    assert len(find_candidates("qc", coll=candidates_db, duplicates=True)) == 4
+    assert [d["candidate_id"] for d in cands.query(candidates_db, "qc", duplicates=True)] == [twin]
+    as_csv = _cli("qc", "--duplicates", "--format", "csv")
+    assert as_csv.returncode == 0, as_csv.stderr
+    rows = {r["candidate_id"]: r for r in csv.DictReader(io.StringIO(as_csv.stdout))}
+    assert len(rows) == 4 and rows[twin]["duplicate_of"] == best and rows[best]["duplicate_of"] == ""
+
+
 def test_queries_use_an_index(candidates_db):
     """Capture the find command `crystalgen candidates` sends and ask the server how it runs it."""
     from pymongo import MongoClient, monitoring

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pymatgen.core import Lattice, Structure
 
 from flows import energies
 from flows.hull import EnergySourceMismatch, check_sources, e_above_hull, plot_hull
@@ -93,3 +94,19 @@ def test_hull_plot_is_written(tmp_path):
     plot_hull(refs(), [("x", "TaWB4", -9.3)], {"Ta", "W", "B"}, path)
     assert path.stat().st_size > 10_000
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_candidates_that_relax_into_the_same_crystal_are_ranked_once():
+    from flows.jobs import relaxed_duplicates
+
+    tab2 = Structure(Lattice.hexagonal(3.1, 3.3), ["Ta", "B", "B"], [[0, 0, 0], [1 / 3, 2 / 3, 0.5], [2 / 3, 1 / 3, 0.5]])
+    shifted_supercell = tab2.copy()
+    shifted_supercell.translate_sites(range(3), [0.1, 0.2, 0.3])
+    shifted_supercell.make_supercell([1, 1, 2])
+    other_polymorph = Structure(Lattice.hexagonal(3.1, 6.6), ["Ta", "B", "B"], [[0, 0, 0], [1 / 3, 2 / 3, 0.1], [2 / 3, 1 / 3, 0.4]])
+    tab = Structure(Lattice.cubic(3.0), ["Ta", "B"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    docs = [{"candidate_id": cid, "structure": s.as_dict()}
+            for cid, s in (("a", tab2), ("b", shifted_supercell), ("c", other_polymorph), ("d", tab), ("e", tab2))]
+    e_above_hull = {"a": 0.05, "b": 0.02, "c": 0.01, "d": 0.3, "e": 0.02}
+    # b is the best of the TaB2 twins (ties broken by id: b before e); c and d are distinct crystals
+    assert relaxed_duplicates(docs, e_above_hull) == {"a": "b", "e": "b"}
