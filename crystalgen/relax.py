@@ -171,17 +171,23 @@ def validate_structure(
         i, j = np.unravel_index(np.argmin(distances), distances.shape)
         if distances[i, j] < MIN_DISTANCE:
             return f"overlapping atoms: sites {i} and {j} are {distances[i, j]:.3f} Å apart (< {MIN_DISTANCE} Å)"
-        radii = np.array([_covalent_radius(site.specie) for site in structure])
-        ratio = distances / (radii[:, None] + radii[None, :])
-        i, j = np.unravel_index(np.argmin(ratio), ratio.shape)
-        if check_bonds and ratio[i, j] < MIN_BOND_FRACTION:
-            return (
-                f"collapsed bond: {structure[i].specie}-{structure[j].specie} sites {i} and {j} are "
-                f"{distances[i, j]:.3f} Å apart (< {MIN_BOND_FRACTION} x the sum of covalent radii)"
-            )
+        if check_bonds and (bond := _collapsed_bond(structure, distances)):
+            return bond
     if potential is not None and (missing := potential.unsupported_elements(structure)):
         return f"{potential.name} does not support element(s) {sorted(missing)}"
     return None
+
+
+def _collapsed_bond(structure: Structure, distances: np.ndarray) -> str | None:
+    radii = np.array([_covalent_radius(site.specie) for site in structure])
+    ratio = distances / (radii[:, None] + radii[None, :])
+    i, j = np.unravel_index(np.argmin(ratio), ratio.shape)
+    if ratio[i, j] >= MIN_BOND_FRACTION:
+        return None
+    return (
+        f"collapsed bond: {structure[i].specie}-{structure[j].specie} sites {i} and {j} are "
+        f"{distances[i, j]:.3f} Å apart (< {MIN_BOND_FRACTION} x the sum of covalent radii)"
+    )
 
 
 def _covalent_radius(specie) -> float:
