@@ -122,6 +122,12 @@ def existing_ids(coll: Collection, candidate_ids: Iterable[str]) -> set[str]:
     return {doc["candidate_id"] for doc in coll.find({"candidate_id": {"$in": list(candidate_ids)}}, {"candidate_id": 1})}
 
 
+def duplicate_filter(duplicates: bool) -> dict[str, Any]:
+    """Filter on ``hull.duplicate_of``: only candidates that relaxed into a better one's crystal
+    (``True``), or only the others (``False``; unranked candidates have no such field and match)."""
+    return {"hull.duplicate_of": {"$ne": None} if duplicates else None}
+
+
 def query(
     coll: Collection,
     campaign: str,
@@ -154,7 +160,7 @@ def query(
     if spacegroup is not None:
         filt["condition.spacegroup"] = spacegroup
     if duplicates is not None:
-        filt["hull.duplicate_of"] = {"$ne": None} if duplicates else None
+        filt.update(duplicate_filter(duplicates))
     cursor = coll.find(filt, projection)
     if sort_by_e_above_hull:
         cursor = cursor.sort([("e_above_hull", ASCENDING), ("candidate_id", ASCENDING)])

@@ -260,18 +260,17 @@ def select_job(campaign: dict[str, Any], candidate_ids: list[str], chunk_summari
     coll = cands.collection()
     docs = list(cands.get(coll, candidate_ids).values())
     fresh = sorted((d for d in docs if d["stage"] == "prerelaxed"), key=lambda d: d["prerelax"]["e_above_hull"])
-    kept, n_kept = StructureIndex(), 0
+    kept = StructureIndex()
     for d in docs:
         if d["stage"] in ("selected", "relaxed", "hull"):
             kept.add(d["candidate_id"], Structure.from_dict(d["structure"]))
-            n_kept += 1
     for doc in fresh:
         cid, ehull = doc["candidate_id"], doc["prerelax"]["e_above_hull"]
         if ehull > spec.e_above_hull_window:
             cands.set_stage(coll, cid, "rejected", {"rejected_reason": "above MLIP e_above_hull window"},
                             reason=f"MLIP e_above_hull {ehull:.3f} > {spec.e_above_hull_window}")
             continue
-        if spec.max_selected is not None and n_kept >= spec.max_selected:
+        if spec.max_selected is not None and len(kept) >= spec.max_selected:
             cands.set_stage(coll, cid, "rejected", {"rejected_reason": "max_selected reached"})
             continue
         structure = Structure.from_dict(doc["structure"])
@@ -279,7 +278,6 @@ def select_job(campaign: dict[str, Any], candidate_ids: list[str], chunk_summari
             cands.set_stage(coll, cid, "rejected", {"rejected_reason": f"duplicate of {twin}"}, duplicate_of=twin)
             continue
         kept.add(cid, structure)
-        n_kept += 1
         cands.set_stage(coll, cid, "selected")
     to_relax = _in_campaign_order(candidate_ids, {"stage": "selected"})
     return Response(replace=relax_and_hull_flow(camp, campaign, candidate_ids, to_relax))
@@ -473,6 +471,9 @@ class StructureIndex:
 
     def add(self, candidate_id: str, structure: Structure) -> None:
         self._by_formula.setdefault(structure.composition.reduced_formula, []).append((candidate_id, structure))
+
+    def __len__(self) -> int:
+        return sum(map(len, self._by_formula.values()))
 
 
 def relaxed_duplicates(docs: list[dict[str, Any]], e_above_hull: dict[str, float]) -> dict[str, str]:

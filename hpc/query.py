@@ -31,6 +31,8 @@ def candidate_query(campaign: str, *, below_hull: bool = False, max_e_above_hull
     whose relaxed structure repeats a better-ranked one (``hull.duplicate_of``)."""
     from pymatgen.core import Composition
 
+    from flows.candidates import duplicate_filter
+
     filt: dict = {"campaign": campaign}
     if stage:
         filt["stage"] = stage
@@ -44,7 +46,7 @@ def candidate_query(campaign: str, *, below_hull: bool = False, max_e_above_hull
     if spacegroup is not None:
         filt["condition.spacegroup"] = int(spacegroup)
     if not duplicates:
-        filt["hull.duplicate_of"] = None
+        filt.update(duplicate_filter(False))
     for field in ("formula", "condition.spacegroup", "e_above_hull", "stage"):  # most selective first
         if field in filt:
             return filt, SORT, [("campaign", 1), (field, 1)]
