@@ -13,6 +13,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from crystalgen.layout import MAX_SITES
 from crystalgen.methods import METHODS, MethodConfig, method_spec
 from crystalgen.models.unet import UNetConfig
 
@@ -34,7 +35,7 @@ class DataConfig(BaseModel):
     test_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="share of formulas held out for testing")
     split_seed: int = 0
     max_train_records: int | None = Field(None, ge=1, description="cap on training structures (demo runs)")
-    max_atoms: int = Field(60, ge=1, le=60)
+    max_atoms: int = Field(MAX_SITES, ge=1, le=MAX_SITES)
 
 
 class OptimConfig(BaseModel):

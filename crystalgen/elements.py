@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-MAX_Z = 103
-N_FEATURES = 22
+from crystalgen.layout import MAX_Z
+
 TABLE_PATH = Path(__file__).parent / "assets" / "element_properties.json"
 
 CONTINUOUS_FEATURES = (

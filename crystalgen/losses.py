@@ -22,7 +22,7 @@ import itertools
 
 import torch
 
-from crystalgen.representation import LATTICE_ROWS, MAX_SITES, N_ROWS
+from crystalgen.layout import LATTICE_ROWS, MAX_SITES, N_ROWS
 
 _SHIFTS = torch.tensor(list(itertools.product((-1.0, 0.0, 1.0), repeat=3)))  # (27, 3)
 

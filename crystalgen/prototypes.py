@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field, field_validator
 from pymatgen.core import Element, Structure
 
 from crystalgen.data.dataset import DatasetRecord, write_dataset
+from crystalgen.layout import MAX_SITES
 
 #: chemical systems of the shipped dataset: borides, carbides, nitrides, silicides and aluminides of
 #: transition metals, with Ta-W-B (the paper's case study) explored deeper (":8" = primitive cells up
@@ -54,7 +55,7 @@ class BuildConfig(BaseModel):
     """Everything that determines the dataset; its hash names the work folder (safe resumes)."""
 
     systems: list[str] = Field(default_factory=lambda: list(DEFAULT_SYSTEMS))
-    max_sites: int = Field(4, ge=1, le=60, description="primitive-cell sites, unless a system says ':N'")
+    max_sites: int = Field(4, ge=1, le=MAX_SITES, description="primitive-cell sites, unless a system says ':N'")
     potential: str | None = None
     fmax: float = Field(0.1, gt=0)
     max_steps: int = Field(100, ge=1)
@@ -62,7 +63,7 @@ class BuildConfig(BaseModel):
     chunk_size: int = Field(64, ge=1)
     prototypes: list[str] | None = Field(None, description="only these AFLOW labels (default: all)")
     reference_max_sites: int = Field(
-        12, ge=1, le=60, description="unary prototypes up to this size are relaxed as elemental references"
+        12, ge=1, le=MAX_SITES, description="unary prototypes up to this size are relaxed as elemental references"
     )
 
     @field_validator("systems")

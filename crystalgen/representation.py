@@ -20,19 +20,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
 from pymatgen.core import Composition, Element, Lattice, Structure
 
-from crystalgen.elements import MAX_Z, N_FEATURES, property_table
+from crystalgen.elements import property_table
+from crystalgen.layout import COORD_CHANNELS, ELEMENT_CHANNELS, LATTICE_ROWS, MAX_SITES, MAX_Z, N_ROWS
 from crystalgen.symmetry import DEFAULT_SYMPREC, encode_spacegroup, spacegroup_number
-
-N_ROWS = 64
-MAX_SITES = 60
-PADDING_ROW = 60
-LATTICE_ROWS = slice(61, 64)
-N_ELEMENT_CHANNELS = MAX_Z + N_FEATURES  # 125
 
 
 class RepresentationError(ValueError):
@@ -57,8 +53,15 @@ class CrystalTensors:
         return np.concatenate([self.elements, self.properties], axis=1)
 
     @property
+    def atomic_numbers(self) -> np.ndarray:
+        """(64,) int16: Z of each atom row, 0 on padding rows (what :func:`condition_batch` takes)."""
+        z = np.zeros(N_ROWS, dtype=np.int16)
+        z[: self.nsites] = self.elements[: self.nsites].argmax(axis=1) + 1
+        return z
+
+    @property
     def species(self) -> list[str]:
-        return [Element.from_Z(int(z)).symbol for z in self.elements[: self.nsites].argmax(axis=1) + 1]
+        return [Element.from_Z(int(z)).symbol for z in self.atomic_numbers[: self.nsites]]
 
 
 def lattice_from_parameters(a: float, b: float, c: float, alpha: float, beta: float, gamma: float) -> np.ndarray:
@@ -105,6 +108,16 @@ def _atomic_numbers(species: Sequence) -> np.ndarray:
     return np.asarray(zs, dtype=int)
 
 
+@lru_cache(maxsize=1)
+def element_table() -> np.ndarray:
+    """(104, 125) float32, read-only: row Z = one-hot(Z) + properties(Z); row 0 (padding) zeros."""
+    table = np.zeros((MAX_Z + 1, ELEMENT_CHANNELS), dtype=np.float32)
+    table[1:, :MAX_Z] = np.eye(MAX_Z, dtype=np.float32)
+    table[1:, MAX_Z:] = property_table()
+    table.setflags(write=False)
+    return table
+
+
 def element_features(species: Sequence) -> np.ndarray:
     """(64, 125) element rows for a list of species (symbols or atomic numbers), in that order."""
     zs = _atomic_numbers(species)
@@ -112,10 +125,8 @@ def element_features(species: Sequence) -> np.ndarray:
         raise RepresentationError(f"{len(zs)} sites > {MAX_SITES}")
     if len(zs) and (zs.min() < 1 or zs.max() > MAX_Z):
         raise RepresentationError(f"atomic numbers must be in 1..{MAX_Z}, got {sorted(set(zs.tolist()))}")
-    out = np.zeros((N_ROWS, N_ELEMENT_CHANNELS), dtype=np.float32)
-    rows = np.arange(len(zs))
-    out[rows, zs - 1] = 1.0
-    out[rows, MAX_Z:] = property_table()[zs - 1]
+    out = np.zeros((N_ROWS, ELEMENT_CHANNELS), dtype=np.float32)
+    out[: len(zs)] = element_table()[zs]
     return out
 
 
@@ -153,7 +164,7 @@ def encode(
         raise RepresentationError(f"{label}: unknown space group ({exc})") from exc
 
     order = np.argsort(zs, kind="stable")
-    coords_lattice = np.zeros((N_ROWS, 3), dtype=np.float32)
+    coords_lattice = np.zeros((N_ROWS, COORD_CHANNELS), dtype=np.float32)
     # Wrap after the float32 cast: 0.99999999 rounds to 1.0 in float32.
     coords_lattice[:n] = wrap_fractional(structure.frac_coords[order].astype(np.float32))
     coords_lattice[LATTICE_ROWS] = standard_lattice(structure.lattice)
@@ -189,8 +200,8 @@ def decode(coords_lattice, species) -> Structure:
     if isinstance(coords_lattice, torch.Tensor):
         coords_lattice = coords_lattice.detach().cpu().numpy()
     x = np.asarray(coords_lattice, dtype=np.float64)
-    if x.shape != (N_ROWS, 3):
-        raise RepresentationError(f"coords_lattice has shape {x.shape}, expected ({N_ROWS}, 3)")
+    if x.shape != (N_ROWS, COORD_CHANNELS):
+        raise RepresentationError(f"coords_lattice has shape {x.shape}, expected {(N_ROWS, COORD_CHANNELS)}")
     zs = _species_from_rows(species)
     n = len(zs)
     if not 1 <= n <= MAX_SITES:
@@ -206,37 +217,38 @@ def decode(coords_lattice, species) -> Structure:
 # ---------------------------------------------------------------------------------------------
 # Batches (torch)
 
-BATCH_KEYS = (
-    "coords_lattice",
-    "elements",
-    "properties",
-    "element_features",
-    "spacegroup",
-    "formation_energy",
-    "nsites",
-    "spacegroup_number",
-)
+
+@lru_cache(maxsize=None)
+def _spacegroup_tensor(number: int) -> torch.Tensor:
+    return torch.from_numpy(encode_spacegroup(number))
 
 
-def to_torch(item: CrystalTensors) -> dict[str, torch.Tensor]:
-    """One encoded crystal as a dict of tensors; ``torch.utils.data.default_collate`` stacks them."""
+def condition_batch(atomic_numbers, spacegroups, energies) -> dict[str, torch.Tensor]:
+    """The network's condition inputs for B crystals: the one builder training and sampling share.
+
+    ``atomic_numbers``: (B, 64) integers, 0 on rows without an atom; ``spacegroups``: B numbers;
+    ``energies``: B scalars (eV/atom). Returns CPU tensors ``element_features`` (B, 64, 125) with
+    its views ``elements`` (one-hot) and ``properties``, ``spacegroup`` (B, 192, 4, 4),
+    ``spacegroup_number``, ``formation_energy`` (float32) and ``nsites`` (atom rows).
+    """
+    z = torch.as_tensor(atomic_numbers).long()
+    numbers = torch.as_tensor(spacegroups, dtype=torch.long)
+    features = torch.from_numpy(element_table().copy())[z]
     return {
-        "coords_lattice": torch.from_numpy(item.coords_lattice.copy()),
-        "elements": torch.from_numpy(item.elements.copy()),
-        "properties": torch.from_numpy(item.properties.copy()),
-        "element_features": torch.from_numpy(item.element_features),
-        "spacegroup": torch.from_numpy(item.spacegroup.copy()),
-        "formation_energy": torch.tensor(item.formation_energy, dtype=torch.float32),
-        "nsites": torch.tensor(item.nsites, dtype=torch.long),
-        "spacegroup_number": torch.tensor(item.spacegroup_number, dtype=torch.long),
+        "element_features": features,
+        "elements": features[..., :MAX_Z],
+        "properties": features[..., MAX_Z:],
+        "spacegroup": torch.stack([_spacegroup_tensor(int(n)) for n in numbers]),
+        "spacegroup_number": numbers,
+        "formation_energy": torch.as_tensor(energies, dtype=torch.float32),
+        "nsites": (z > 0).sum(dim=1),
     }
 
 
 def encode_batch(items: Sequence, energies: Sequence[float | None] | None = None) -> dict[str, torch.Tensor]:
     """Stack structures (or already-encoded :class:`CrystalTensors`) into a batch dict.
 
-    Keys: ``BATCH_KEYS``; shapes (B, 64, 3), (B, 64, 103), (B, 64, 22), (B, 64, 125),
-    (B, 192, 4, 4), (B,), (B,), (B,).
+    Keys: those of :func:`condition_batch` plus ``coords_lattice`` (B, 64, 3).
     """
     if energies is not None and len(energies) != len(items):
         raise ValueError(f"{len(items)} structures but {len(energies)} energies")
@@ -244,7 +256,13 @@ def encode_batch(items: Sequence, energies: Sequence[float | None] | None = None
         item if isinstance(item, CrystalTensors) else encode(item, None if energies is None else energies[i])
         for i, item in enumerate(items)
     ]
-    return torch.utils.data.default_collate([to_torch(e) for e in encoded])
+    batch = condition_batch(
+        np.stack([e.atomic_numbers for e in encoded]),
+        [e.spacegroup_number for e in encoded],
+        [e.formation_energy for e in encoded],
+    )
+    batch["coords_lattice"] = torch.from_numpy(np.stack([e.coords_lattice for e in encoded]))
+    return batch
 
 
 def decode_batch(coords_lattice: torch.Tensor, species, strict: bool = False) -> list[Structure | None]:

@@ -31,15 +31,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pymatgen.core import Composition, Element, Structure
 
 from crystalgen.checkpoint import load_method
-from crystalgen.representation import (
-    MAX_SITES,
-    RepresentationError,
-    canonical_species,
-    decode,
-    element_features,
-    encode,
-)
-from crystalgen.symmetry import encode_spacegroup
+from crystalgen.layout import MAX_SITES, MAX_Z, N_ROWS
+from crystalgen.representation import RepresentationError, canonical_species, condition_batch, decode, encode
 
 ASSETS = Path(__file__).parent / "assets"
 DEFAULT_CHECKPOINT = ASSETS / "checkpoints" / "demo-cfm-n.pt"
@@ -73,8 +66,8 @@ class Condition(BaseModel):
         unknown = [str(el) for el in Composition(value).elements if not isinstance(el, Element)]
         if unknown:
             raise ValueError(f"formula {value!r}: {', '.join(unknown)} is not a chemical element")
-        if max(el.Z for el in Composition(value).elements) > 103:
-            raise ValueError(f"formula {value!r} contains an element beyond Z = 103")
+        if max(el.Z for el in Composition(value).elements) > MAX_Z:
+            raise ValueError(f"formula {value!r} contains an element beyond Z = {MAX_Z}")
         return value
 
     @property
@@ -122,16 +115,13 @@ def sample_seed(seed: int, condition: Condition, index: int) -> int:
     return int(digest[:15], 16)
 
 
-def condition_batch(conditions: Sequence[Condition], modification: bool, device) -> dict[str, torch.Tensor]:
-    """Network inputs for a list of conditions (the same tensors ``encode`` would give)."""
-    feats = np.stack([element_features(canonical_species(c.formula)) for c in conditions])
-    batch = {
-        "element_features": torch.from_numpy(feats),
-        "elements": torch.from_numpy(feats[..., :103].copy()),
-        "spacegroup": torch.from_numpy(np.stack([encode_spacegroup(c.spacegroup) for c in conditions])),
-        "formation_energy": torch.tensor([c.formation_energy for c in conditions], dtype=torch.float32),
-        "nsites": torch.tensor([len(canonical_species(c.formula)) for c in conditions], dtype=torch.long),
-    }
+def _sampling_batch(conditions: Sequence[Condition], modification: bool, device) -> dict[str, torch.Tensor]:
+    """Network inputs for a list of conditions (:func:`~crystalgen.representation.condition_batch`)."""
+    atomic_numbers = np.zeros((len(conditions), N_ROWS), dtype=np.int16)
+    for row, c in zip(atomic_numbers, conditions):
+        species = [Element(symbol).Z for symbol in canonical_species(c.formula)]
+        row[: len(species)] = species
+    batch = condition_batch(atomic_numbers, [c.spacegroup for c in conditions], [c.formation_energy for c in conditions])
     if modification:
         missing = [c.formula for c in conditions if c.initial_structure is None]
         if missing:
@@ -205,7 +195,7 @@ def sample_structures(
         chunk = mine[start : start + batch_size]
         conds = [conditions[ci] for ci, _ in chunk]
         seeds = [sample_seed(seed, c, k) for c, (_, k) in zip(conds, chunk)]
-        batch = condition_batch(conds, modification, device)
+        batch = _sampling_batch(conds, modification, device)
         generators = [torch.Generator().manual_seed(s) for s in seeds]
         with torch.inference_mode():
             x = model.sample(batch, steps=n_steps, generator=generators).cpu()

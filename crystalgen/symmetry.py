@@ -15,7 +15,8 @@ from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 from pymatgen.core import Structure
 from pymatgen.symmetry.groups import SpaceGroup
 
-MAX_OPERATIONS = 192
+from crystalgen.layout import AFFINE_DIM, N_SYMOPS
+
 #: Tolerance (Å) for ``SpacegroupAnalyzer`` when a structure's space group is not given.
 #: 0.1 Å is the Materials Project / CDVAE evaluation choice and tolerates relaxation noise.
 DEFAULT_SYMPREC = 0.1
@@ -44,7 +45,7 @@ def spacegroup_operations(number: int) -> np.ndarray:
 def encode_spacegroup(number: int) -> np.ndarray:
     """The (192, 4, 4) encoding: the group's operations, then zero matrices."""
     ops = spacegroup_operations(number)
-    out = np.zeros((MAX_OPERATIONS, 4, 4), dtype=np.float32)
+    out = np.zeros((N_SYMOPS, AFFINE_DIM, AFFINE_DIM), dtype=np.float32)
     out[: len(ops)] = ops
     return out
 

@@ -2,8 +2,8 @@
 
 Structures are encoded once with :func:`crystalgen.representation.encode`. To keep a large
 dataset in memory, a split stores atomic numbers (not the 64x125 element features) and space
-group numbers (not the 192x4x4 operations); :meth:`TensorSet.batch` expands them by table
-look-up into exactly what ``encode`` would give.
+group numbers (not the 192x4x4 operations); :meth:`TensorSet.batch` expands them with
+:func:`~crystalgen.representation.condition_batch`, the builder sampling uses too.
 """
 
 from __future__ import annotations
@@ -11,39 +11,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import numpy as np
 import torch
 
 from crystalgen.data.dataset import DatasetRecord, read_dataset
 from crystalgen.data.splits import polymorph_groups, split_by_formula
-from crystalgen.representation import MAX_SITES, RepresentationError, encode
-from crystalgen.symmetry import encode_spacegroup
+from crystalgen.layout import COORD_CHANNELS, MAX_SITES, N_ROWS
+from crystalgen.representation import RepresentationError, condition_batch, encode
 
 SPLITS = ("train", "val", "test")
-
-
-@lru_cache(maxsize=1)
-def element_table() -> torch.Tensor:
-    """(104, 125): row Z = one-hot(Z) + properties(Z); row 0 (padding) all zeros."""
-    from crystalgen.representation import element_features
-
-    table = torch.zeros(104, 125)
-    for start in range(1, 104, 60):  # element_features takes at most 60 species at a time
-        zs = list(range(start, min(start + 60, 104)))
-        table[start : start + len(zs)] = torch.from_numpy(element_features(zs)[: len(zs)])
-    return table
-
-
-@lru_cache(maxsize=None)
-def _spacegroup_tensor(number: int) -> torch.Tensor:
-    return torch.from_numpy(encode_spacegroup(number))
-
-
-def spacegroup_tensors(numbers: torch.Tensor) -> torch.Tensor:
-    """(B, 192, 4, 4) encodings of a batch of space group numbers (each group built once)."""
-    return torch.stack([_spacegroup_tensor(int(n)) for n in numbers])
 
 
 @dataclass
@@ -60,17 +37,8 @@ class TensorSet:
     def batch(self, indices: Sequence[int], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
         idx = torch.as_tensor(list(indices), dtype=torch.long)
         t = self.tensors
-        features = element_table()[t["atomic_numbers"][idx].long()]
-        out = {
-            "coords_lattice": t["coords_lattice"][idx],
-            "element_features": features,
-            "elements": features[..., :103],
-            "spacegroup": spacegroup_tensors(t["spacegroup_number"][idx]),
-            "spacegroup_number": t["spacegroup_number"][idx],
-            "formation_energy": t["formation_energy"][idx],
-            "nsites": t["nsites"][idx],
-        }
-        for key in ("init_coords_lattice", "init_nsites", "energy_diff"):
+        out = condition_batch(t["atomic_numbers"][idx], t["spacegroup_number"][idx], t["formation_energy"][idx])
+        for key in ("coords_lattice", "init_coords_lattice", "init_nsites", "energy_diff"):
             if key in t:
                 out[key] = t[key][idx]
         return {k: v.to(device, non_blocking=True) for k, v in out.items()}
@@ -99,10 +67,8 @@ def encode_records(records: Sequence[DatasetRecord], log: Callable[[str], None] 
         except RepresentationError as exc:
             failures[str(exc).split(": ", 1)[-1]] = failures.get(str(exc).split(": ", 1)[-1], 0) + 1
             continue
-        z = np.zeros(64, dtype=np.int16)
-        z[: enc.nsites] = enc.elements[: enc.nsites].argmax(axis=1) + 1
         rows["coords_lattice"].append(torch.from_numpy(enc.coords_lattice))
-        rows["atomic_numbers"].append(torch.from_numpy(z))
+        rows["atomic_numbers"].append(torch.from_numpy(enc.atomic_numbers))
         rows["spacegroup_number"].append(enc.spacegroup_number)
         rows["formation_energy"].append(enc.formation_energy)
         rows["nsites"].append(enc.nsites)
@@ -110,8 +76,8 @@ def encode_records(records: Sequence[DatasetRecord], log: Callable[[str], None] 
     if failures:
         log(f"skipped {sum(failures.values())} structures that cannot be encoded: {failures}")
     tensors = {
-        "coords_lattice": torch.stack(rows["coords_lattice"]) if kept else torch.zeros(0, 64, 3),
-        "atomic_numbers": torch.stack(rows["atomic_numbers"]) if kept else torch.zeros(0, 64, dtype=torch.int16),
+        "coords_lattice": torch.stack(rows["coords_lattice"]) if kept else torch.zeros(0, N_ROWS, COORD_CHANNELS),
+        "atomic_numbers": torch.stack(rows["atomic_numbers"]) if kept else torch.zeros(0, N_ROWS, dtype=torch.int16),
         "spacegroup_number": torch.tensor(rows["spacegroup_number"], dtype=torch.long),
         "formation_energy": torch.tensor(rows["formation_energy"], dtype=torch.float32),
         "nsites": torch.tensor(rows["nsites"], dtype=torch.long),

@@ -23,7 +23,8 @@ from pymatgen.symmetry.groups import SpaceGroup
 
 import pymatgen.analysis.prototypes as prototypes_module
 from crystalgen import symmetry
-from crystalgen.elements import FEATURE_NAMES, N_FEATURES, property_table
+from crystalgen.elements import FEATURE_NAMES, property_table
+from crystalgen.layout import N_PROPERTIES, N_SYMOPS
 from crystalgen.representation import (
     RepresentationError,
     canonical_species,
@@ -33,7 +34,7 @@ from crystalgen.representation import (
     encode,
     encode_batch,
 )
-from crystalgen.symmetry import MAX_OPERATIONS, encode_spacegroup, spacegroup_operations
+from crystalgen.symmetry import encode_spacegroup, spacegroup_operations
 from shared_data import SHARED_DATA
 
 CDVAE = SHARED_DATA / "cdvae"
@@ -143,7 +144,7 @@ def test_element_features_one_hot_and_properties():
 
 def test_property_table_has_no_dead_columns():
     table = property_table()
-    assert table.shape == (103, N_FEATURES) == (103, len(FEATURE_NAMES))
+    assert table.shape == (103, N_PROPERTIES) == (103, len(FEATURE_NAMES))
     assert np.isfinite(table).all()
     assert (np.ptp(table, axis=0) > 0).all()
 
@@ -153,7 +154,7 @@ def _check_operation_counts(numbers):
         encoded = encode_spacegroup(number)
         n_ops = len(SpaceGroup.from_int_number(number).symmetry_ops)
         assert int((np.abs(encoded).sum(axis=(1, 2)) > 0).sum()) == n_ops
-        assert n_ops <= MAX_OPERATIONS
+        assert n_ops <= N_SYMOPS
         assert len(np.unique(encoded[:n_ops].reshape(n_ops, -1), axis=0)) == n_ops  # all distinct
         np.testing.assert_array_equal(encoded[n_ops:], 0)
     assert len(spacegroup_operations(225)) == len(spacegroup_operations(227)) == 192

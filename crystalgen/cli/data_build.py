@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from crystalgen.cli.data import data_app
+from crystalgen.layout import MAX_SITES
 
 DEFAULT_WORK_DIR = Path(".crystalgen/work")
 
@@ -21,7 +22,7 @@ def build_prototypes(
         help="chemical system, e.g. Ta-W-B or Ta-W-B:8 (':N' = prototypes up to N primitive sites); repeatable. "
         "Default: the built-in list of 56 boride/carbide/nitride/silicide/aluminide systems.",
     ),
-    max_sites: int = typer.Option(4, min=1, max=60, help="largest primitive cell (sites) of a prototype"),
+    max_sites: int = typer.Option(4, min=1, max=MAX_SITES, help="largest primitive cell (sites) of a prototype"),
     potential: str = typer.Option(None, help="potential name or matgl model folder (default: embedded TensorNet)"),
     fmax: float = typer.Option(0.1, min=1e-4, help="force convergence, eV/Å"),
     max_steps: int = typer.Option(100, min=1, help="FIRE steps per structure"),

@@ -27,7 +27,8 @@ import numpy as np
 from pymatgen.core import Composition, Lattice, Structure
 
 from crystalgen.data.dataset import DatasetRecord, write_dataset
-from crystalgen.representation import MAX_SITES, RepresentationError, lattice_from_parameters
+from crystalgen.layout import MAX_SITES, MAX_Z
+from crystalgen.representation import RepresentationError, lattice_from_parameters
 from crystalgen.symmetry import DEFAULT_SYMPREC, spacegroup_number
 
 EnergyKind = Literal["formation", "total"]
@@ -130,8 +131,8 @@ def make_record(
     if not structure.is_ordered:
         raise ValueError("disordered structure (partial occupancies)")
     max_z = max(site.specie.Z for site in structure)
-    if max_z > 103:
-        raise ValueError(f"element Z={max_z} > 103")
+    if max_z > MAX_Z:
+        raise ValueError(f"element Z={max_z} > {MAX_Z}")
     if energy is not None and not math.isfinite(energy):
         raise ValueError(f"non-finite energy {energy}")
     if spacegroup is None:

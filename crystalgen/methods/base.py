@@ -2,8 +2,8 @@
 
 A method owns a network and knows (1) how to turn a batch of encoded crystals into a training
 loss and (2) how to turn a batch of conditions into 64x3 crystal tensors. Batches are dicts of
-tensors as produced by :func:`crystalgen.representation.encode_batch` (``coords_lattice``,
-``elements``, ``properties``, ``spacegroup``, ``formation_energy``, ``nsites``); modification
+tensors as produced by :func:`crystalgen.representation.condition_batch` (``element_features``,
+``spacegroup``, ``formation_energy``, ``nsites``) plus ``coords_lattice``; modification
 batches add ``init_coords_lattice``, ``init_nsites`` and ``energy_diff``.
 """
 
@@ -17,12 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from crystalgen import losses
+from crystalgen.layout import COORD_CHANNELS, LATTICE_ROWS, N_ROWS
 from crystalgen.models.unet import UNet1D
 
-N_ROWS = 64
-LATTICE_ROWS = slice(61, 64)
-PADDING_ROW = 60
-MAX_ATOMS = 60
 MIN_LATTICE_STD = 0.1  # Å: below this an entry is treated as constant, not blown up
 
 Generator = torch.Generator | Sequence[torch.Generator] | None
@@ -135,7 +132,7 @@ class Method(nn.Module):
     task: Literal["generation", "modification"] = "generation"
     family: str = ""
     default_loss: Literal["l1", "l2", "pbc"] = "l2"
-    network_in_channels: int = 3
+    network_in_channels: int = COORD_CHANNELS
 
     def __init__(self, network: UNet1D, normalizer: Normalizer, config: MethodConfig):
         super().__init__()
@@ -155,12 +152,8 @@ class Method(nn.Module):
 
     def conditions(self, batch: dict) -> dict:
         """The network's condition inputs (normalised) for a batch."""
-        if "element_features" in batch:
-            elements = batch["element_features"]
-        else:
-            elements = torch.cat([batch["elements"], batch["properties"]], dim=-1)
         return {
-            "elements": elements.float(),
+            "elements": batch["element_features"].float(),
             "spacegroup": batch["spacegroup"].float(),
             "energy": self.normalizer.encode_scalar(batch[self.scalar_key]),
             "nsites": batch["nsites"],

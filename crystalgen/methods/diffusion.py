@@ -12,7 +12,8 @@ import math
 
 import torch
 
-from crystalgen.methods.base import LATTICE_ROWS, Generator, Method, row_mask, standard_normal
+from crystalgen.layout import COORD_CHANNELS, LATTICE_ROWS, N_ROWS
+from crystalgen.methods.base import Generator, Method, row_mask, standard_normal
 
 LATTICE_CLIP = 5.0
 
@@ -82,7 +83,7 @@ class Diffusion(Method):
         mask = row_mask(batch["nsites"])
         b = mask.shape[0]
         device = mask.device
-        x = standard_normal((b, 64, 3), generator, device) * mask
+        x = standard_normal((b, N_ROWS, COORD_CHANNELS), generator, device) * mask
         timesteps = inference_timesteps(self.config.train_timesteps, steps or self.config.inference_steps)
         for i, t in enumerate(timesteps):
             t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
@@ -98,7 +99,7 @@ class Diffusion(Method):
                 mean = (ab_prev.sqrt() * beta / (1 - ab_t)) * x0 + ((1 - beta).sqrt() * (1 - ab_prev) / (1 - ab_t)) * x
                 if t_prev >= 0:
                     var = (1 - ab_prev) / (1 - ab_t) * beta
-                    mean = mean + var.clamp_min(1e-20).sqrt() * standard_normal((b, 64, 3), generator, device)
+                    mean = mean + var.clamp_min(1e-20).sqrt() * standard_normal((b, N_ROWS, COORD_CHANNELS), generator, device)
                 x = mean
             x = x * mask
         return self.finish(x, batch)
@@ -109,7 +110,7 @@ class Palette(Diffusion):
 
     task = "modification"
     family = "palette"
-    network_in_channels = 6
+    network_in_channels = 2 * COORD_CHANNELS
 
     def _x_cond(self, batch):
         return self.initial(batch)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from crystalgen.layout import COORD_CHANNELS, N_ROWS
 from crystalgen.methods.base import Generator, Method, row_mask, standard_normal, standard_uniform
 
 TIME_SCALE = 1000.0  # flow time in [0, 1] -> the network's timestep scale
@@ -29,7 +30,7 @@ class FlowMatching(Method):
         if self.source_kind == "structure":
             return self.initial(batch)
         draw = standard_normal if self.source_kind == "normal" else standard_uniform
-        return draw(mask.shape[:1] + (64, 3), generator, mask.device) * mask
+        return draw(mask.shape[:1] + (N_ROWS, COORD_CHANNELS), generator, mask.device) * mask
 
     def velocity(self, x, t, cond):
         return self.network(x, t * TIME_SCALE, **cond).float()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from crystalgen.layout import COORD_CHANNELS, N_ROWS
 from crystalgen.methods.base import Generator, Method
 
 
@@ -16,7 +17,7 @@ class Regression(Method):
     def predict(self, batch: dict) -> torch.Tensor:
         cond = self.conditions(batch)
         b = cond["nsites"].shape[0]
-        x_in = self.initial(batch) if self.task == "modification" else torch.zeros(b, 64, 3, device=cond["nsites"].device)
+        x_in = self.initial(batch) if self.task == "modification" else torch.zeros(b, N_ROWS, COORD_CHANNELS, device=cond["nsites"].device)
         return self.network(x_in, torch.zeros(b, device=x_in.device), **cond).float()
 
     def loss(self, batch: dict) -> torch.Tensor:

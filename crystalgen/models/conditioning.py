@@ -13,9 +13,7 @@ import math
 import torch
 from torch import nn
 
-N_ROWS = 64
-ELEMENT_CHANNELS = 125  # one-hot Z (103) + elemental properties (22)
-N_SYMOPS = 192
+from crystalgen.layout import AFFINE_DIM, ELEMENT_CHANNELS, N_ROWS, N_SYMOPS
 
 
 def sinusoidal_embedding(values: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
@@ -75,7 +73,7 @@ class SpacegroupEncoder(nn.Module):
             nn.Conv2d(hidden, hidden, 3, padding=1),
             nn.SiLU(),
         )
-        self.proj = nn.Linear(hidden * 16, out_dim)
+        self.proj = nn.Linear(hidden * AFFINE_DIM * AFFINE_DIM, out_dim)
 
     def forward(self, spacegroup: torch.Tensor) -> torch.Tensor:  # (B, 192, 4, 4)
         return self.proj(self.conv(spacegroup).flatten(1))

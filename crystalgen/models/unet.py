@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
-from crystalgen.models.conditioning import ELEMENT_CHANNELS, N_ROWS, ConditionEncoder, TimeEncoder
+from crystalgen.layout import COORD_CHANNELS, ELEMENT_CHANNELS, N_ROWS
+from crystalgen.models.conditioning import ConditionEncoder, TimeEncoder
 
 
 class UNetConfig(BaseModel):
@@ -34,17 +35,17 @@ class UNetConfig(BaseModel):
         16, ge=0, description="per-row projection of the element features fed as input channels (0: off)"
     )
     condition_hidden: int = Field(64, ge=8, description="width of the element / space-group CNN encoders")
-    in_channels: int = Field(3, description="3, or 6 when the initial structure x0 is an input (Palette)")
+    in_channels: int = Field(COORD_CHANNELS, description="3, or 6 when the initial structure x0 is an input (Palette)")
 
     @model_validator(mode="after")
     def _check(self) -> "UNetConfig":
         if N_ROWS % 2 ** (len(self.channel_mult) - 1):
-            raise ValueError(f"channel_mult has {len(self.channel_mult)} levels: 64 rows cannot be halved that often")
+            raise ValueError(f"channel_mult has {len(self.channel_mult)} levels: {N_ROWS} rows cannot be halved that often")
         bad = [lvl for lvl in self.attention_levels if not 0 <= lvl < len(self.channel_mult)]
         if bad:
             raise ValueError(f"attention_levels {bad} outside 0..{len(self.channel_mult) - 1}")
-        if self.in_channels not in (3, 6):
-            raise ValueError(f"in_channels must be 3 or 6, got {self.in_channels}")
+        if self.in_channels not in (COORD_CHANNELS, 2 * COORD_CHANNELS):
+            raise ValueError(f"in_channels must be {COORD_CHANNELS} or {2 * COORD_CHANNELS}, got {self.in_channels}")
         return self
 
 
@@ -136,7 +137,7 @@ class UNet1D(nn.Module):
                 ch = mult * cfg.model_channels
                 if level and i == cfg.num_res_blocks:
                     self.up.append(nn.Upsample(scale_factor=2, mode="nearest"))
-        self.out = nn.Sequential(_norm(ch), nn.SiLU(), nn.Conv1d(ch, 3, 3, padding=1))
+        self.out = nn.Sequential(_norm(ch), nn.SiLU(), nn.Conv1d(ch, COORD_CHANNELS, 3, padding=1))
         nn.init.zeros_(self.out[-1].weight)
         nn.init.zeros_(self.out[-1].bias)
 
@@ -164,7 +165,7 @@ class UNet1D(nn.Module):
         cached = cached or self.encode_conditions(elements, spacegroup, energy, nsites)
         emb = self.time(t) + cached["embedding"]
         inputs = [x]
-        if self.config.in_channels == 6:
+        if self.config.in_channels == 2 * COORD_CHANNELS:
             if x_cond is None:
                 raise ValueError("this network is conditioned on an initial structure: pass x_cond")
             inputs.append(x_cond)
