@@ -37,6 +37,27 @@ from crystalgen.representation import RepresentationError, canonical_species, co
 ASSETS = Path(__file__).parent / "assets"
 DEFAULT_CHECKPOINT = ASSETS / "checkpoints" / "demo-cfm-n.pt"
 MIN_DISTANCE = 0.5  # Å; closer atoms make a structure physically meaningless
+ENERGY_DECIMALS = 6  # eV/atom: energies equal to this many decimals are one condition
+
+
+def condition_key(formula: str, spacegroup: int, formation_energy: float) -> tuple[str, int, float]:
+    """The identity of a condition, the one rounding every layer uses (sampling seeds, candidate ids).
+
+    ``(cell formula without spaces, space group, energy rounded to ENERGY_DECIMALS)``.
+    """
+    cell_formula = Composition(formula).formula.replace(" ", "")
+    return cell_formula, int(spacegroup), round(float(formation_energy), ENERGY_DECIMALS)
+
+
+def condition_key_text(key: tuple[str, int, float]) -> str:
+    """``formula|spacegroup|energy``, the text sampling seeds hash.
+
+    ``.15g`` of the rounded energy writes every energy with at most 6 significant digits and
+    decimals (and |E| < 1e6) exactly as the former ``.6g`` of the raw value did, so existing
+    campaigns keep their seeds; energies that ``.6g`` merged (-1.234567, -1.234568) now differ.
+    """
+    formula, spacegroup, energy = key
+    return f"{formula}|{spacegroup}|{energy:.15g}"
 
 
 class Condition(BaseModel):
@@ -73,7 +94,7 @@ class Condition(BaseModel):
     @property
     def key(self) -> str:
         """Stable identity of the condition (for resuming and seeding)."""
-        base = f"{Composition(self.formula).formula.replace(' ', '')}|{self.spacegroup}|{self.formation_energy:.6g}"
+        base = condition_key_text(condition_key(self.formula, self.spacegroup, self.formation_energy))
         if self.initial_structure is not None:
             blob = json.dumps(self.initial_structure, sort_keys=True).encode()
             base += "|" + hashlib.sha1(blob).hexdigest()[:16]

@@ -12,14 +12,17 @@ import pytest
 import torch
 import yaml
 from pydantic import ValidationError
-from pymatgen.core import Lattice, Structure
+from pymatgen.core import Composition, Lattice, Structure
 
 from crystalgen.evaluate import evaluate
 from crystalgen.sample import (
     Condition,
     check_structure,
+    condition_key,
+    condition_key_text,
     default_checkpoint,
     read_samples,
+    sample_seed,
     sample_structures,
 )
 from crystalgen.train import train
@@ -53,6 +56,29 @@ def ddpm_checkpoint(dataset, workdir) -> Path:
 def _coords(sample) -> torch.Tensor:
     s = sample.pymatgen
     return torch.tensor([*s.lattice.matrix.ravel(), *s.frac_coords.ravel()]) if s else torch.tensor([])
+
+
+@pytest.mark.parametrize("energy", [-0.656, -0.05, 0.1 + 0.2, -0.6655, 1.5, -0.656 + 0.05, 0.0, -12.3456, 1e-5, -999999])
+def test_condition_key_keeps_the_seed_text_of_short_energies(energy):
+    """Energies with <= 6 significant digits keep the text (and so the seeds) they had with ``.6g``."""
+    before = f"{Composition('TaWB2').formula.replace(' ', '')}|191|{energy:.6g}"
+    assert Condition(formula="TaWB2", spacegroup=191, formation_energy=energy).key == before
+    assert condition_key_text(condition_key("TaWB2", 191, energy)) == before
+
+
+def test_condition_key_is_canonical_and_pins_a_demo_seed():
+    assert condition_key("TaWB2", "191", -0.6560000000000001) == ("Ta1B2W1", 191, -0.656)
+    assert condition_key("B2WTa", 191, -0.656) == condition_key("TaWB2", 191.0, -0.656)
+    # the first sample of the demo campaign (seed 3), as generated before condition_key existed
+    assert sample_seed(3, Condition(formula="TaWB2", spacegroup=191, formation_energy=-0.656), 0) == 579963960109766643
+
+
+def test_condition_keys_differ_in_the_sixth_decimal():
+    """``.6g`` merged these (both '-1.23457'); the rounded key keeps them apart."""
+    a, b = (condition_key("TaWB2", 191, e) for e in (-1.234567, -1.234568))
+    assert a != b and condition_key_text(a) != condition_key_text(b)
+    first, second = (Condition(formula="TaWB2", spacegroup=191, formation_energy=e) for e in (-1.234567, -1.234568))
+    assert first.key != second.key and sample_seed(0, first, 0) != sample_seed(0, second, 0)
 
 
 def test_samples_are_deterministic_per_seed_condition_and_index(ddpm_checkpoint):
