@@ -1,20 +1,18 @@
-"""Splits by formula and the generation / modification-pair datasets."""
+"""Splits by formula, training batches and the modification pairs training uses."""
 
 from __future__ import annotations
 
 import csv
-from collections import Counter
 from pathlib import Path
 
 import pytest
 import torch
 from pymatgen.core import Lattice, Structure
-from torch.utils.data import DataLoader
 
 from crystalgen.data.dataset import DatasetRecord
 from crystalgen.data.importers import import_cdvae, make_record
-from crystalgen.data.samplers import EpochSampler, GenerationDataset, ModificationPairDataset
 from crystalgen.data.splits import polymorph_groups, split_by_formula
+from crystalgen.training_data import TensorSet, encode_records, modification_pairs
 from shared_data import SHARED_DATA
 
 PEROV_VAL = SHARED_DATA / "cdvae" / "perov_5" / "val.csv"
@@ -71,59 +69,25 @@ def test_split_needs_two_formulas():
         split_by_formula(one, 0.2)
 
 
-def test_generation_dataset_items(perov_records):
-    ds = GenerationDataset(perov_records[:8])
-    batch = next(iter(DataLoader(ds, batch_size=4)))
+def test_training_batches_hold_the_records(perov_records):
+    tensors, kept = encode_records(perov_records[:8], log=lambda _: None)
+    batch = TensorSet(tensors, kept).batch(range(4))
     assert batch["coords_lattice"].shape == (4, 64, 3) and batch["element_features"].shape == (4, 64, 125)
     assert batch["spacegroup_number"].tolist() == [r.spacegroup for r in perov_records[:4]]
     assert torch.allclose(batch["formation_energy"], torch.tensor([r.formation_energy_per_atom for r in perov_records[:4]]))
 
 
 def test_modification_pairs_follow_the_paper():
+    """Every (S_i -> S_j), j < i, in each energy-sorted group: all (S_i -> S_0) among them, x0 higher."""
     records = _polymorph_family()
-    ds = ModificationPairDataset(records, seed=0)
-    groups = polymorph_groups(records)
-    # (n-1) pairs to the ground state + (n-2) non-lowest pairs per group: NaCl 2+1, TaB2 4+3, Si 0.
-    assert len(ds) == 3 + 7
-    for epoch in range(5):
-        pairs = ds.pairs_for_epoch(epoch)
-        for p in pairs:
-            init, target = records[p.init], records[p.target]
-            assert init.formula == target.formula and p.init != p.target
-            assert p.e_diff <= 0 and p.e_diff == pytest.approx(
-                target.formation_energy_per_atom - init.formation_energy_per_atom
-            )
-        lowest = {f: min(g, key=lambda r: r.formation_energy_per_atom).id for f, g in groups.items()}
-        to_ground = [p for p in pairs if records[p.target].id == lowest[records[p.target].formula]]
-        assert len(to_ground) == 6 and len({p.init for p in to_ground}) == 6
-    epochs = {tuple(ds.pairs_for_epoch(e)) for e in range(8)}
-    assert len(epochs) > 1  # non-lowest pairs are redrawn
-
-
-@pytest.mark.parametrize("persistent", [False, True])
-def test_pairs_exact_with_two_workers(persistent):
-    records = _polymorph_family()
-    ds = ModificationPairDataset(records, seed=5)
-    sampler = EpochSampler(ds, seed=1)
-    loader = DataLoader(ds, batch_size=3, sampler=sampler, num_workers=2, persistent_workers=persistent)
-    for epoch in (0, 3):
-        sampler.set_epoch(epoch)
-        got = Counter(
-            (int(a), int(b)) for batch in loader for a, b in zip(batch["init_index"], batch["target_index"])
-        )
-        assert got == Counter((p.init, p.target) for p in ds.pairs_for_epoch(epoch))
-
-
-def test_pairs_with_set_epoch_and_shuffle():
-    ds = ModificationPairDataset(_polymorph_family(), seed=5)
-    ds.set_epoch(2)
-    loader = DataLoader(ds, batch_size=4, shuffle=True, num_workers=2)
-    got = Counter((int(a), int(b)) for batch in loader for a, b in zip(batch["init_index"], batch["target_index"]))
-    assert got == Counter((p.init, p.target) for p in ds.pairs_for_epoch(2))
-    item = ds[0]
-    assert item["x0"].shape == (64, 3) and item["e_diff"] <= 0
-    assert item["spacegroup_number"] == records_spg(ds, ds.pair(0).target)
-
-
-def records_spg(ds, index):
-    return ds.records[index].spacegroup
+    pairs = modification_pairs(records)
+    assert len(pairs) == 3 + 10  # n (n - 1) / 2 per group: NaCl 3, TaB2 10, Si 0
+    assert len(set((a.id, b.id) for a, b in pairs)) == len(pairs)
+    for init, target in pairs:
+        assert init.formula == target.formula and init.id != target.id
+        assert target.formation_energy_per_atom < init.formation_energy_per_atom
+    lowest = {min(g, key=lambda r: r.formation_energy_per_atom).id for g in polymorph_groups(records).values()}
+    to_ground = {(a.id, b.id) for a, b in pairs if b.id in lowest}
+    assert len(to_ground) == 2 + 4 and len({a for a, _ in to_ground}) == 6  # every S_i -> S_0
+    capped = {(a.id, b.id) for a, b in modification_pairs(records, max_per_group=5, seed=1)}
+    assert to_ground <= capped <= {(a.id, b.id) for a, b in pairs} and len(capped) == 3 + 5

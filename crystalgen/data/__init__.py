@@ -1,1 +1,1 @@
-"""Datasets of crystal structures with energies: one file format, importers, splits and samplers."""
+"""Datasets of crystal structures with energies: one file format, importers and splits."""
