@@ -28,6 +28,7 @@ from pymatgen.core import Element, Structure
 
 from crystalgen.data.dataset import DatasetRecord, write_dataset
 from crystalgen.layout import MAX_SITES
+from crystalgen.settings import get_settings
 
 #: chemical systems of the shipped dataset: borides, carbides, nitrides, silicides and aluminides of
 #: transition metals, with Ta-W-B (the paper's case study) explored deeper (":8" = primitive cells up
@@ -80,6 +81,8 @@ class BuildConfig(BaseModel):
         builds that differ in them share (and reuse) each other's relaxations.
         """
         payload = self.model_dump(include=RELAX_SETTINGS)
+        # a potential chosen by the settings gets its own folder; None (the default) keeps its old one
+        payload["potential"] = self.potential or get_settings().potential
         return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -211,16 +214,14 @@ def make_chunks(
 # --------------------------------------------------------------------------- relaxation of one chunk
 
 
-@lru_cache(maxsize=2)
 def _worker_potential(spec: str | None):
+    """The checked potential, on ``torch_threads`` threads: workers share the machine's cores."""
     import torch
 
-    torch.set_num_threads(int(os.environ.get("CRYSTALGEN_TORCH_THREADS", "1")))
-    from crystalgen.potentials import check_potential, load_potential
+    from crystalgen.potentials import checked_potential
 
-    potential = load_potential(spec)
-    check_potential(potential)
-    return potential
+    torch.set_num_threads(get_settings().torch_threads)
+    return checked_potential(spec)
 
 
 def prescan_volume(structures: list[Structure], potential) -> list[Structure]:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import Field, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_CONFIG_FILE = Path("~/.crystalgen.yaml")
 
@@ -44,7 +44,7 @@ class _YamlFileSource(PydanticBaseSettingsSource):
 
 
 class Settings(BaseSettings):
-    """Where the database lives, where files go, and which external programs to use."""
+    """Where the database lives, where files go, which external programs and potential to use."""
 
     model_config = SettingsConfigDict(env_prefix="CRYSTALGEN_", extra="forbid")
 
@@ -67,11 +67,38 @@ class Settings(BaseSettings):
         default=None,
         description="Machine-learned potential: a known name or a model directory. Empty: the shipped default.",
     )
+    potential_device: str = Field(
+        default="auto", description="Where potentials run: auto (a visible CUDA GPU, else the CPU), cpu, cuda or cuda:N."
+    )
+    matgl_models: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Folders that hold matgl models by name (<folder>/<name>/model.json); "
+        "in the environment a list separated by os.pathsep (':' on Linux).",
+    )
+    cache_dir: Path = Field(
+        default=Path("~/.cache/crystalgen"), description="Per-user caches, e.g. passed potential sanity checks."
+    )
+    torch_threads: int = Field(default=1, ge=1, description="torch threads of each dataset-build worker process.")
 
-    @field_validator("data_dir")
+    @field_validator("potential_device", "cache_dir", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: Any, info: ValidationInfo) -> Any:
+        return cls.model_fields[info.field_name].default if value == "" else value
+
+    @field_validator("matgl_models", mode="before")
+    @classmethod
+    def _path_list(cls, value: Any) -> Any:
+        return [part for part in value.split(os.pathsep) if part] if isinstance(value, str) else value
+
+    @field_validator("data_dir", "cache_dir")
     @classmethod
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @field_validator("matgl_models")
+    @classmethod
+    def _expand_all(cls, value: list[Path]) -> list[Path]:
+        return [path.expanduser() for path in value]
 
     @classmethod
     def settings_customise_sources(

@@ -41,3 +41,21 @@ def settings(db_server, tmp_path, monkeypatch):
     get_settings.cache_clear()
     yield get_settings()
     get_settings.cache_clear()
+
+
+@pytest.fixture
+def crystalgen_env(monkeypatch):
+    """``crystalgen_env(cache_dir=..., matgl_models=None)``: set (None: unset) CRYSTALGEN_* variables
+    for one test; settings are re-read after each call and after the test."""
+
+    def set_env(**values) -> None:
+        for name, value in values.items():
+            variable = f"CRYSTALGEN_{name.upper()}"
+            if value is None:
+                monkeypatch.delenv(variable, raising=False)
+            else:
+                monkeypatch.setenv(variable, str(value))
+        get_settings.cache_clear()
+
+    yield set_env
+    get_settings.cache_clear()

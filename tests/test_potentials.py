@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -11,20 +14,23 @@ from crystalgen.potentials import (
     DEFAULT_POTENTIAL,
     PotentialSanityError,
     check_potential,
+    checked_potential,
     load_potential,
     reference_structures,
+    resolve_potential,
 )
 from crystalgen.potentials.guard import REFERENCE_ENERGIES
 from crystalgen.potentials.matgl_potential import MatglPotential
 from crystalgen.potentials.registry import embedded_model_dir
+from crystalgen.settings import get_settings
 from shared_data import SHARED_DATA
 
 torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
-def _private_check_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("CRYSTALGEN_CACHE_DIR", str(tmp_path / "cache"))
+def _private_check_cache(tmp_path, crystalgen_env):
+    crystalgen_env(cache_dir=tmp_path / "cache")
 
 
 @pytest.fixture(scope="module")
@@ -110,24 +116,22 @@ def test_chgnet_potential_passes_its_guard():
     assert report["energies"]["TaB2"][1] == pytest.approx(-9.076, abs=2e-3)
 
 
-def test_loader_errors_name_the_problem(tmp_path, monkeypatch):
+def test_loader_errors_name_the_problem(crystalgen_env):
     with pytest.raises(ValueError, match="unknown potential 'NoSuchModel'"):
         load_potential("NoSuchModel")
-    monkeypatch.delenv("CRYSTALGEN_MATGL_MODELS", raising=False)
+    crystalgen_env(matgl_models=None)
     with pytest.raises(ValueError, match="not available offline"):
         load_potential("M3GNet-MP-2021.2.8-PES")
     with pytest.raises(ValueError, match="unknown CHGNet version"):
         load_potential("CHGNet-9.9")
 
 
-def test_m3gnet_weights_are_refused_on_this_stack(monkeypatch):
+def test_m3gnet_weights_are_refused_on_this_stack(crystalgen_env):
     """The DGL-era M3GNet files cannot give correct energies with matgl 2.1.2 PyG: loading must say so."""
-    from pathlib import Path
-
     shared = SHARED_DATA / "matgl" / "pretrained_models"
     if not (shared / "M3GNet-MP-2021.2.8-PES").is_dir():
         pytest.skip("shared M3GNet weights not present")
-    monkeypatch.setenv("CRYSTALGEN_MATGL_MODELS", str(shared))
+    crystalgen_env(matgl_models=os.pathsep.join(["/no/such/folder", str(shared)]))
     try:
         potential = load_potential("M3GNet-MP-2021.2.8-PES")
     except ValueError as exc:
@@ -154,12 +158,12 @@ def test_dgl_backend_without_dgl_says_which_stack_it_needs(monkeypatch):
         load_potential(DEFAULT_POTENTIAL)
 
 
-def test_device_resolution_names_bad_values(monkeypatch):
-    from crystalgen.potentials.base import DEVICE_ENV, resolve_device
+def test_device_resolution_names_bad_values(crystalgen_env):
+    from crystalgen.potentials.base import resolve_device
 
-    monkeypatch.delenv(DEVICE_ENV, raising=False)
+    crystalgen_env(potential_device=None)
     assert resolve_device() == ("cuda" if torch.cuda.is_available() else "cpu")
-    monkeypatch.setenv(DEVICE_ENV, "CPU")
+    crystalgen_env(potential_device="CPU")
     assert resolve_device() == "cpu"
     assert resolve_device("cpu") == "cpu"
     with pytest.raises(ValueError, match="'gpu0' is not a torch device"):
@@ -167,6 +171,31 @@ def test_device_resolution_names_bad_values(monkeypatch):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="'cuda:1' asked for, but this process sees no CUDA GPU"):
             load_potential(device="cuda:1")
+
+
+def test_potential_settings_come_from_env_and_the_settings_file(tmp_path, crystalgen_env):
+    (tmp_path / "settings.yaml").write_text("matgl_models: [/models/a, ~/models/b]\ntorch_threads: 3\n")
+    crystalgen_env(config=tmp_path / "settings.yaml", potential_device=None, matgl_models=None, torch_threads=None)
+    settings = get_settings()
+    assert settings.matgl_models == [Path("/models/a"), Path("~/models/b").expanduser()]
+    assert (settings.torch_threads, settings.potential_device) == (3, "auto")
+    crystalgen_env(matgl_models=os.pathsep.join(["/x", "", "/y"]), potential_device="cuda:1", cache_dir="")
+    settings = get_settings()
+    assert settings.matgl_models == [Path("/x"), Path("/y")] and settings.potential_device == "cuda:1"
+    assert settings.cache_dir == Path("~/.cache/crystalgen").expanduser()  # empty: the default
+
+
+def test_resolve_and_checked_potential(crystalgen_env, tmp_path):
+    crystalgen_env(config=tmp_path / "none.yaml", potential=None)
+    assert resolve_potential(None) == DEFAULT_POTENTIAL
+    assert resolve_potential("CHGNet-0.3.0") == "CHGNet-0.3.0"
+    crystalgen_env(potential="some/model-folder")
+    assert resolve_potential(None) == "some/model-folder" and resolve_potential("W") == "W"
+    with pytest.raises(ValueError, match="unknown potential 'some/model-folder'"):
+        checked_potential(None)
+    crystalgen_env(potential=None)
+    potential = checked_potential(None)
+    assert potential.name == DEFAULT_POTENTIAL and checked_potential(DEFAULT_POTENTIAL) is potential
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

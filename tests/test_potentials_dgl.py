@@ -32,7 +32,10 @@ def m3gnet():
         pytest.fail("the dgl tests need MATGL_BACKEND=DGL (run them with `make test-dgl`)")
     import os
 
+    from crystalgen.settings import get_settings
+
     os.environ["CRYSTALGEN_MATGL_MODELS"] = str(MODELS)
+    get_settings.cache_clear()
     return load_potential(M3GNET)
 
 

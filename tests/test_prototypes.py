@@ -25,8 +25,8 @@ BCC, FCC, ALPHA_B = "A_cI2_229_a", "A_cF4_225_a", "A_hR12_166_2h"
 
 
 @pytest.fixture(autouse=True)
-def _private_check_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("CRYSTALGEN_CACHE_DIR", str(tmp_path / "cache"))
+def _private_check_cache(tmp_path, crystalgen_env):
+    crystalgen_env(cache_dir=tmp_path / "cache")
 
 
 @pytest.fixture(scope="module")
@@ -158,3 +158,11 @@ def test_build_on_dask_workers(tmp_path):
     assert stats["chunks_done"] == 2 and stats["records"] == 2
     spacegroups = {r.spacegroup: r.formation_energy_per_atom for r in read_dataset(tmp_path / "w.jsonl")[1]}
     assert spacegroups[229] == pytest.approx(0.0) and spacegroups[225] > 0.1  # bcc W is the ground state
+
+
+def test_relax_key_follows_the_potential_setting(crystalgen_env):
+    """A build that names no potential uses the setting's, so it must not share the default's folder."""
+    crystalgen_env(potential=None)
+    default = _tiny_config().relax_key()
+    crystalgen_env(potential="CHGNet-0.3.0")
+    assert _tiny_config().relax_key() == _tiny_config(potential="CHGNet-0.3.0").relax_key() != default

@@ -23,7 +23,7 @@ def build_prototypes(
         "Default: the built-in list of 56 boride/carbide/nitride/silicide/aluminide systems.",
     ),
     max_sites: int = typer.Option(4, min=1, max=MAX_SITES, help="largest primitive cell (sites) of a prototype"),
-    potential: str = typer.Option(None, help="potential name or matgl model folder (default: embedded TensorNet)"),
+    potential: str = typer.Option(None, help="potential name or matgl model folder (default: the potential setting, else embedded TensorNet)"),
     fmax: float = typer.Option(0.1, min=1e-4, help="force convergence, eV/Å"),
     max_steps: int = typer.Option(100, min=1, help="FIRE steps per structure"),
     workers: int = typer.Option(2, min=0, help="dask worker processes (0 = relax in this process)"),

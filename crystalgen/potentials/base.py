@@ -8,27 +8,25 @@ shrink, i.e. tensile). Multiply a stress by :data:`EV_PER_A3_TO_GPA` for GPa.
 from __future__ import annotations
 
 import abc
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from pymatgen.core import Structure
 
+from crystalgen.settings import get_settings
+
 EV_PER_A3_TO_GPA = 160.21766208
-#: where potentials run unless told: ``auto`` (a CUDA GPU when the process sees one, else the CPU),
-#: ``cpu``, ``cuda`` or ``cuda:N``
-DEVICE_ENV = "CRYSTALGEN_POTENTIAL_DEVICE"
 
 
 def resolve_device(device: str | None = None) -> str:
-    """The torch device a potential runs on: ``device``, else ``$CRYSTALGEN_POTENTIAL_DEVICE``, else auto.
+    """The torch device a potential runs on: ``device``, else the ``potential_device`` setting (auto).
 
     Raises ``ValueError`` naming the value when a GPU is asked for and none is visible.
     """
     import torch
 
-    requested = (device or os.environ.get(DEVICE_ENV) or "auto").strip().lower()
+    requested = (device or get_settings().potential_device or "auto").strip().lower()
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     try:

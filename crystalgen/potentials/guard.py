@@ -12,7 +12,7 @@ reference crystals and compared with energies measured once on a verified stack:
   agree to ~0.45 eV/atom on these crystals (MgO is the worst case), broken stacks are further off.
 
 A passed check is remembered per (model, version, parameter fingerprint), in memory and in
-``$CRYSTALGEN_CACHE_DIR/potential_checks.json`` (default ``~/.cache/crystalgen``), so campaign
+``potential_checks.json`` in the ``cache_dir`` setting (default ``~/.cache/crystalgen``), so campaign
 jobs do not repeat it; the fingerprint hashes the loaded parameters, so altered weights are re-checked.
 """
 
@@ -27,6 +27,7 @@ import numpy as np
 from pymatgen.core import Lattice, Structure
 
 from crystalgen.potentials.base import Potential
+from crystalgen.settings import get_settings
 
 KNOWN_MODEL_TOLERANCE = 0.02  # eV/atom
 CROSS_MODEL_TOLERANCE = 0.6  # eV/atom
@@ -79,8 +80,7 @@ _passed: set[str] = set()
 
 
 def _cache_file() -> Path:
-    root = os.environ.get("CRYSTALGEN_CACHE_DIR") or Path.home() / ".cache" / "crystalgen"
-    return Path(root) / "potential_checks.json"
+    return get_settings().cache_dir / "potential_checks.json"
 
 
 def _cache_key(potential: Potential, tolerance: float | None) -> str:

@@ -1,19 +1,22 @@
 """Turn a potential spec (None, a known name, or a model folder) into a loaded :class:`Potential`.
 
 Nothing is ever downloaded: the default model ships inside the package, CHGNet ships inside its
-wheel, and other matgl models are read from folders (``$CRYSTALGEN_MATGL_MODELS``, a list of
-directories that contain ``<model name>/model.json``, e.g. a cluster's copy of matgl's
-``pretrained_models``).
+wheel, and other matgl models are read from folders (the ``matgl_models`` setting,
+``$CRYSTALGEN_MATGL_MODELS``: directories that contain ``<model name>/model.json``, e.g. a
+cluster's copy of matgl's ``pretrained_models``).
 """
 
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
 from crystalgen.potentials.base import Potential
+from crystalgen.potentials.guard import check_potential
 from crystalgen.potentials.matgl_potential import is_matgl_model_dir, open_matgl_potential
+from crystalgen.settings import get_settings
 
 DEFAULT_POTENTIAL = "TensorNet-MatPES-PBE-v2025.1-PES"
 CHGNET_VERSIONS = ("0.3.0", "0.2.0")
@@ -22,7 +25,6 @@ MATGL_MODELS = (
     "M3GNet-MP-2021.2.8-PES",
     "M3GNet-MatPES-PBE-v2025.1-PES",
 )
-MATGL_MODELS_ENV = "CRYSTALGEN_MATGL_MODELS"
 
 
 def known_potentials() -> list[str]:
@@ -37,16 +39,16 @@ def embedded_model_dir(name: str) -> Path | None:
 def _matgl_model_dir(name: str) -> Path | None:
     if path := embedded_model_dir(name):
         return path
-    for root in filter(None, os.environ.get(MATGL_MODELS_ENV, "").split(os.pathsep)):
-        if is_matgl_model_dir(Path(root) / name):
-            return Path(root) / name
+    for root in get_settings().matgl_models:
+        if is_matgl_model_dir(root / name):
+            return root / name
     return None
 
 
 def load_potential(spec: str | os.PathLike | Potential | None = None, device: str | None = None) -> Potential:
     """Load a potential: ``None`` = the embedded default, a known name, or a matgl model folder.
 
-    ``device`` (``auto``/``cpu``/``cuda[:N]``; default ``$CRYSTALGEN_POTENTIAL_DEVICE``, else auto)
+    ``device`` (``auto``/``cpu``/``cuda[:N]``; default: the ``potential_device`` setting, auto)
     picks where it runs. Raises ``ValueError`` naming the spec and what is available when it cannot
     be resolved.
     """
@@ -72,8 +74,31 @@ def load_potential(spec: str | os.PathLike | Potential | None = None, device: st
             return open_matgl_potential(path, name=name, device=device)
         raise ValueError(
             f"potential {name!r} is not available offline: put its folder (model.json, model.pt, state.pt) "
-            f"under a directory listed in ${MATGL_MODELS_ENV}"
+            "under a directory listed in the matgl_models setting ($CRYSTALGEN_MATGL_MODELS)"
         )
     raise ValueError(
         f"unknown potential {text!r}: give a matgl model folder or one of {', '.join(known_potentials())}"
     )
+
+
+def resolve_potential(spec: str | None) -> str:
+    """The potential a run uses: ``spec``, else the ``potential`` setting, else :data:`DEFAULT_POTENTIAL`.
+
+    A name or a folder, as given: what a job records and what :func:`load_potential` takes.
+    """
+    return str(spec or get_settings().potential or DEFAULT_POTENTIAL)
+
+
+def checked_potential(spec: str | None) -> Potential:
+    """The resolved potential, loaded and passed through :func:`check_potential` once per process.
+
+    Raises what those raise (``ValueError``, ``PotentialSanityError``); failures are not cached.
+    """
+    return _checked(resolve_potential(spec))
+
+
+@lru_cache(maxsize=4)
+def _checked(spec: str) -> Potential:
+    potential = load_potential(spec)
+    check_potential(potential)
+    return potential
