@@ -63,11 +63,16 @@ def _add_jobflow(lpad, n: int) -> None:
     from jobflow.managers.fireworks import flow_to_workflow
 
     from crystalgen.db import job_store
-    from hpc.dispatch import Dispatch, apply_dispatch
+    from flows.resources import StageResources
+    from flows.stages import Stage, job_tag
+    from hpc.routing import manager_config
 
     trivial = job(noop, name="relax")
-    flow = apply_dispatch(Flow([trivial(i) for i in range(n)]), Dispatch.for_campaign("bench"))
-    lpad.add_wf(flow_to_workflow(flow, store=job_store()))
+    jobs = [trivial(i) for i in range(n)]
+    for item in jobs:  # tagged and routed like a campaign's relax jobs
+        item.metadata.update(job_tag(Stage.RELAX, "bench"))
+        item.update_config({"manager_config": manager_config(StageResources().of(Stage.RELAX))}, dynamic=False)
+    lpad.add_wf(flow_to_workflow(Flow(jobs), store=job_store()))
 
 
 def _launcher(uri: str, database: str, data_dir: str, workdir: str) -> None:

@@ -1,6 +1,8 @@
-"""jobflow layer: campaign YAML -> Flow (references, generate, pre-relax, select, relax, hull) -> MongoDB.
+"""jobflow layer: campaign YAML -> Flow of stages (references, generate, prerelax, select, relax, hull) -> MongoDB.
 
-Modules: ``campaign`` (schema), ``conditions`` (energy grid), ``candidates`` (the candidates
-collection, shared with hpc), ``references`` / ``energies`` / ``hull`` (convex hull from one energy
-source), ``jobs`` / ``makers`` (jobflow), ``report`` and ``cli`` (``crystalgen campaign ...``).
+``campaign`` / ``resources`` (the campaign file's schema), ``stages`` (the stage enum and the tag every
+job carries), ``makers/`` (one Maker per stage, composed by ``CampaignMaker``), ``schemas`` (the stored
+documents), ``candidates`` (the candidates collection and its one query builder), ``conditions``,
+``references`` / ``energies`` / ``hull`` / ``dedupe`` (ranking from one energy source), ``report`` and
+``cli`` (``crystalgen campaign ...``).
 """

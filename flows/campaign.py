@@ -14,6 +14,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pymatgen.core import Composition, Element
 
+from flows.resources import StageResources
+from flows.stages import MakerSettings
+
 #: hull-based target energies start from the hull energy rounded to this many decimals (1 meV/atom)
 HULL_ENERGY_DECIMALS = 3
 
@@ -91,8 +94,10 @@ class RelaxSpec(_Strict):
 
     engine: Literal["vasp", "mlip"] = "vasp"
     incar: dict[str, Any] = Field(default_factory=dict, description="INCAR overrides on top of the paper's defaults")
+    potential: str | None = Field(None, description="engine mlip: potential; empty: the pre-relaxation's")
     fmax: float = Field(0.02, gt=0, description="engine mlip: force criterion")
     steps: int = Field(1000, ge=1, description="engine mlip: step limit")
+    batch_size: int | None = Field(None, ge=1, description="engine mlip: structures per call; empty: the pre-relaxation's")
 
     @field_validator("incar")
     @classmethod
@@ -121,28 +126,15 @@ class ReferenceSpec(_Strict):
     )
 
 
-class Resources(_Strict):
-    """What one job of a stage asks the scheduler for (FireWorks category + queue request)."""
-
-    category: Literal["gpu", "cpu"] = "cpu"
-    walltime: str = Field("01:00:00", pattern=r"^\d+:\d\d:\d\d$")
-    nodes: int = Field(1, ge=1)
-    gpus: int = Field(0, ge=0)
-
-    @property
-    def hours(self) -> float:
-        h, m, s = (int(part) for part in self.walltime.split(":"))
-        return h + m / 60 + s / 3600
-
-
-class StageResources(_Strict):
-    generate: Resources = Resources(category="gpu", walltime="02:00:00", gpus=1)
-    prerelax: Resources = Resources(category="gpu", walltime="02:00:00", gpus=1)
-    relax: Resources = Resources(category="cpu", walltime="24:00:00", nodes=1)
-    hull: Resources = Resources(category="cpu", walltime="00:30:00")
-
-
 SpaceGroup = Annotated[int, Field(ge=1, le=230)]
+
+
+class ConditionGrid(MakerSettings):
+    """What to generate: compositions x space groups x formation-energy schemes."""
+
+    compositions: list[str]
+    spacegroups: list[SpaceGroup]
+    energy_grid: list[EnergyScheme]
 
 
 class Campaign(_Strict):
@@ -187,6 +179,10 @@ class Campaign(_Strict):
         if len(set(self.spacegroups)) != len(self.spacegroups):
             raise ValueError("spacegroups: a space group is listed twice")
         return self
+
+    @property
+    def grid(self) -> ConditionGrid:
+        return ConditionGrid(compositions=self.compositions, spacegroups=self.spacegroups, energy_grid=self.energy_grid)
 
     def resolve_path(self, path: str) -> Path:
         candidate = Path(path).expanduser()

@@ -1,15 +1,8 @@
-"""The ``candidates`` collection: one document per generated structure, its whole life in one place.
+"""The ``candidates`` collection: every read and write of a candidate document goes through here.
 
-Every layer reads and writes candidates through these functions only (the flows stages, the report,
-and hpc's ``crystalgen candidates`` / resubmission commands), so the document layout lives here.
-
-Document fields: ``candidate_id`` (unique), ``campaign``, ``condition`` {formula, spacegroup,
-formation_energy, scheme}, ``sample_index``, ``seed``, ``model`` {checkpoint, method, steps},
-``stage`` (one of :data:`STAGES`), ``formula`` (reduced), ``chemsys``, ``structure`` (latest, pymatgen
-dict), ``prerelax`` {energy_per_atom, e_above_hull, potential, converged, steps}, ``relax`` {engine,
-is_dft, energy_per_atom, energy_source, job_uuid, incar}, ``e_above_hull`` (from the hull stage),
-``hull`` {decomposition, below_hull, reference_source}, ``error``, ``history`` [{stage, at, ...}],
-``updated_at``.
+Writes are checked against :class:`flows.schemas.CandidateDoc` (whole documents on insert, each set
+field on update); reads that select candidates for people (report, ``crystalgen candidates``, the
+README's mongosh example) are built by one query builder, :class:`CandidateQuery`.
 """
 
 from __future__ import annotations
@@ -17,161 +10,218 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
 from pymongo import ASCENDING, UpdateOne
 from pymongo.collection import Collection
 
 from crystalgen.settings import Settings, get_settings
+from flows.schemas import CandidateDoc, CandidateState, HistoryEvent, now
 
 COLLECTION = "candidates"
-STAGES = ("generated", "prerelaxed", "selected", "relaxed", "hull", "failed", "rejected")
-#: stages a candidate never leaves by itself (a resubmission moves it back explicitly)
-TERMINAL = ("hull", "failed", "rejected")
 INDEXES = (
     [("campaign", ASCENDING), ("stage", ASCENDING)],
     [("campaign", ASCENDING), ("e_above_hull", ASCENDING)],
     [("campaign", ASCENDING), ("formula", ASCENDING)],
     [("campaign", ASCENDING), ("condition.spacegroup", ASCENDING)],
 )
+#: fields fixed at generation; updates may set only the others
+IMMUTABLE = {"schema_version", "candidate_id", "campaign", "condition", "sample_index", "seed", "model", "formula",
+             "chemsys", "stage", "history", "updated_at"}
 
 
 def candidate_id(campaign: str, condition: dict[str, Any], sample_index: int, seed: int) -> str:
     """Deterministic id: the same campaign, condition, sample index and seed always give the same id."""
-    key = {
-        "campaign": campaign,
-        "formula": condition["formula"],
-        "spacegroup": int(condition["spacegroup"]),
-        "formation_energy": round(float(condition["formation_energy"]), 6),
-        "scheme": condition.get("scheme"),
-        "sample_index": int(sample_index),
-        "seed": int(seed),
-    }
+    from crystalgen.sample import condition_key  # torch: only where ids are made
+
+    _formula, spacegroup, energy = condition_key(condition["formula"], condition["spacegroup"],
+                                                 condition["formation_energy"])
+    key = {"campaign": campaign, "formula": condition["formula"], "spacegroup": spacegroup, "formation_energy": energy,
+           "scheme": condition.get("scheme"), "sample_index": int(sample_index), "seed": int(seed)}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def database(settings: Settings | None = None):
+    """The configured database (results, jobflow outputs, FireWorks)."""
+    from crystalgen.db import mongo_client
+
+    settings = settings or get_settings()
+    return mongo_client(settings)[settings.database]
 
 
 def collection(settings: Settings | None = None) -> Collection:
     """The candidates collection of the configured database, indexes ensured."""
-    from crystalgen.db import mongo_client
-
-    settings = settings or get_settings()
-    coll = mongo_client(settings)[settings.database][COLLECTION]
+    coll = database(settings)[COLLECTION]
     coll.create_index("candidate_id", unique=True)
     for keys in INDEXES:
         coll.create_index(keys)
     return coll
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def insert_generated(coll: Collection, docs: Iterable[dict[str, Any]]) -> int:
-    """Insert new candidates (stage ``generated``); ids already present are left untouched.
-
-    Returns how many were new. Each ``doc`` needs at least candidate_id, campaign, condition,
-    sample_index, seed, model and structure (``None`` plus ``error`` for a failed sample).
-    """
-    now = _now()
+def insert_generated(coll: Collection, docs: Iterable[CandidateDoc]) -> int:
+    """Insert new candidates; ids already present are left untouched. Returns how many were new."""
     ops = []
     for doc in docs:
-        stage = doc.pop("stage", "generated")
-        event = {"stage": stage, "at": now, **({"error": doc["error"]} if doc.get("error") else {})}
-        ops.append(
-            UpdateOne(
-                {"candidate_id": doc["candidate_id"]},
-                {"$setOnInsert": {**doc, "stage": stage, "history": [event], "updated_at": now}},
-                upsert=True,
-            )
-        )
-    if not ops:
-        return 0
-    return coll.bulk_write(ops, ordered=False).upserted_count
+        event = HistoryEvent(stage=doc.stage, at=doc.updated_at, **({"error": doc.error} if doc.error else {}))
+        stored = doc.model_copy(update={"history": [event]})
+        ops.append(UpdateOne({"candidate_id": doc.candidate_id}, {"$setOnInsert": stored.model_dump()}, upsert=True))
+    return coll.bulk_write(ops, ordered=False).upserted_count if ops else 0
 
 
-def set_stage(
-    coll: Collection, candidate_id: str, stage: str, fields: dict[str, Any] | None = None, **event: Any
-) -> None:
-    """Move a candidate to ``stage``, set ``fields`` (dotted keys allowed) and log the event in history."""
-    if stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
-    now = _now()
-    result = coll.update_one(
-        {"candidate_id": candidate_id},
-        {
-            "$set": {**(fields or {}), "stage": stage, "updated_at": now},
-            "$push": {"history": {"stage": stage, "at": now, **event}},
-        },
-    )
+@cache
+def _field_adapter(name: str) -> TypeAdapter:
+    if name not in CandidateDoc.model_fields or name in IMMUTABLE:
+        raise ValueError(f"candidate field {name!r} cannot be set (settable: "
+                         f"{', '.join(sorted(set(CandidateDoc.model_fields) - IMMUTABLE))})")
+    return TypeAdapter(CandidateDoc.model_fields[name].annotation)
+
+
+def set_stage(coll: Collection, candidate_id: str, stage: CandidateState | str, fields: dict[str, Any] | None = None,
+              **event: Any) -> None:
+    """Move a candidate to ``stage``, set ``fields`` (each checked against the schema) and log ``event``."""
+    state = CandidateState(stage)
+    values = {}
+    for name, value in (fields or {}).items():
+        adapter = _field_adapter(name)
+        try:
+            values[name] = adapter.dump_python(adapter.validate_python(value))
+        except ValidationError as exc:
+            raise ValueError(f"candidate {candidate_id}: field {name!r} does not fit the schema: {exc}") from None
+    at = now()
+    entry = HistoryEvent(stage=state, at=at, **event).model_dump()
+    result = coll.update_one({"candidate_id": candidate_id},
+                             {"$set": {**values, "stage": state.value, "updated_at": at}, "$push": {"history": entry}})
     if result.matched_count != 1:
         raise KeyError(f"no candidate {candidate_id}")
 
 
-def get(coll: Collection, candidate_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+def relax_and_record(candidate_ids: list[str], pending: CandidateState, mlip, step: str, state: CandidateState,
+                     records) -> dict[str, int]:
+    """Relax the candidates among ``candidate_ids`` still at ``pending`` with ``mlip`` (``MlipSettings``) and
+    file each result: ``state`` with the structure and ``records(docs, results)(doc, result)`` (``{field:
+    value}``), or ``failed`` with ``"<step>: <error>"``. Returns the counts."""
+    coll = collection()
+    docs = at_stage(coll, candidate_ids, pending)
+    if not docs:
+        return {"relaxed": 0, "failed": 0}
+    from pymatgen.core import Structure
+
+    results = mlip.relax([Structure.from_dict(d.structure) for d in docs], description=f"{step} ({mlip.potential})")
+    record = records(docs, results)
+    failed = 0
+    for doc, result in zip(docs, results, strict=True):
+        if result.error is not None:
+            failed += 1
+            set_stage(coll, doc.candidate_id, CandidateState.FAILED, {"error": f"{step}: {result.error}"}, error=result.error)
+        else:
+            set_stage(coll, doc.candidate_id, state, {"structure": result.structure.as_dict(), **record(doc, result)})
+    return {"relaxed": len(docs) - failed, "failed": failed}
+
+
+def get(coll: Collection, candidate_ids: Iterable[str]) -> dict[str, CandidateDoc]:
     """Documents by id (missing ids are absent from the result)."""
-    return {doc["candidate_id"]: doc for doc in coll.find({"candidate_id": {"$in": list(candidate_ids)}})}
+    return {doc["candidate_id"]: CandidateDoc.from_mongo(doc)
+            for doc in coll.find({"candidate_id": {"$in": list(candidate_ids)}})}
 
 
-def at_stage(coll: Collection, candidate_ids: Iterable[str], *stages: str) -> list[dict[str, Any]]:
-    """The documents among ``candidate_ids`` that are in one of ``stages`` (what a job still has to do)."""
-    return list(coll.find({"candidate_id": {"$in": list(candidate_ids)}, "stage": {"$in": list(stages)}}))
+def at_stage(coll: Collection, candidate_ids: Iterable[str], *stages: CandidateState) -> list[CandidateDoc]:
+    """The documents among ``candidate_ids`` in one of ``stages`` (what a job still has to do), in id order given."""
+    order = {cid: i for i, cid in enumerate(candidate_ids)}
+    found = coll.find({"candidate_id": {"$in": list(order)}, "stage": {"$in": [CandidateState(s).value for s in stages]}})
+    return sorted((CandidateDoc.from_mongo(d) for d in found), key=lambda d: order[d.candidate_id])
 
 
 def existing_ids(coll: Collection, candidate_ids: Iterable[str]) -> set[str]:
     return {doc["candidate_id"] for doc in coll.find({"candidate_id": {"$in": list(candidate_ids)}}, {"candidate_id": 1})}
 
 
-def duplicate_filter(duplicates: bool) -> dict[str, Any]:
-    """Filter on ``hull.duplicate_of``: only candidates that relaxed into a better one's crystal
-    (``True``), or only the others (``False``; unranked candidates have no such field and match)."""
-    return {"hull.duplicate_of": {"$ne": None} if duplicates else None}
-
-
-def query(
-    coll: Collection,
-    campaign: str,
-    stages: Iterable[str] | None = None,
-    below_hull: bool | None = None,
-    max_e_above_hull: float | None = None,
-    formula: str | None = None,
-    spacegroup: int | None = None,
-    sort_by_e_above_hull: bool = False,
-    limit: int = 0,
-    projection: dict[str, int] | None = None,
-    duplicates: bool | None = None,
-) -> list[dict[str, Any]]:
-    """Candidates of ``campaign`` filtered by stage, hull result, formula or condition space group.
-
-    ``duplicates=False`` leaves out ranked candidates whose relaxed structure repeats a better one
-    (``hull.duplicate_of``), ``True`` keeps only those, ``None`` does not look.
-    """
-    filt: dict[str, Any] = {"campaign": campaign}
-    if stages is not None:
-        filt["stage"] = {"$in": list(stages)}
-    if below_hull is not None:
-        filt["hull.below_hull"] = below_hull
-    if max_e_above_hull is not None:
-        filt["e_above_hull"] = {"$lte": max_e_above_hull}
-    if formula is not None:
-        from pymatgen.core import Composition
-
-        filt["formula"] = Composition(formula).reduced_formula
-    if spacegroup is not None:
-        filt["condition.spacegroup"] = spacegroup
-    if duplicates is not None:
-        filt.update(duplicate_filter(duplicates))
-    cursor = coll.find(filt, projection)
-    if sort_by_e_above_hull:
-        cursor = cursor.sort([("e_above_hull", ASCENDING), ("candidate_id", ASCENDING)])
-    if limit:
-        cursor = cursor.limit(limit)
-    return list(cursor)
-
-
 def count_by_stage(coll: Collection, campaign: str) -> dict[str, int]:
-    """Number of candidates of ``campaign`` in every stage (zeros included)."""
-    counts = dict.fromkeys(STAGES, 0)
+    """Number of candidates of ``campaign`` in every state (zeros included)."""
+    counts = {state.value: 0 for state in CandidateState}
     for row in coll.aggregate([{"$match": {"campaign": campaign}}, {"$group": {"_id": "$stage", "n": {"$sum": 1}}}]):
         counts[row["_id"]] = row["n"]
     return counts
+
+
+@dataclass(frozen=True)
+class CandidateQuery:
+    """Which candidates of a campaign to list, lowest ``e_above_hull`` first.
+
+    ``stages=None``: any state. ``duplicates``: ``False`` leaves out ranked candidates whose relaxed
+    structure repeats a better one (``hull.duplicate_of``), ``True`` keeps only those, ``None`` does
+    not look. ``below_hull`` implies ``e_above_hull <= 0`` so the ``(campaign, e_above_hull)`` index
+    serves it.
+    """
+
+    campaign: str
+    stages: tuple[CandidateState, ...] | None = (CandidateState.RANKED,)
+    below_hull: bool = False
+    max_e_above_hull: float | None = None
+    formula: str | None = None
+    spacegroup: int | None = None
+    duplicates: bool | None = False
+
+    SORT = (("e_above_hull", ASCENDING), ("candidate_id", ASCENDING))
+
+    def filter(self) -> dict[str, Any]:
+        filt: dict[str, Any] = {"campaign": self.campaign}
+        if self.stages is not None:
+            states = [CandidateState(s).value for s in self.stages]
+            filt["stage"] = states[0] if len(states) == 1 else {"$in": states}
+        max_e = self.max_e_above_hull
+        if self.below_hull:
+            filt["hull.below_hull"] = True
+            max_e = 0.0 if max_e is None else min(max_e, 0.0)
+        if max_e is not None:
+            filt["e_above_hull"] = {"$lte": max_e}
+        if self.formula:
+            from pymatgen.core import Composition
+
+            filt["formula"] = Composition(self.formula).reduced_formula
+        if self.spacegroup is not None:
+            filt["condition.spacegroup"] = int(self.spacegroup)
+        if self.duplicates is not None:
+            filt["hull.duplicate_of"] = {"$ne": None} if self.duplicates else None
+        return filt
+
+    def hint(self) -> list[tuple[str, int]]:
+        """The ``(campaign, ...)`` index that narrows the filter most (passed as ``hint`` so every server uses it)."""
+        filt = self.filter()
+        field = next((f for f in ("formula", "condition.spacegroup", "e_above_hull", "stage") if f in filt), "e_above_hull")
+        return [("campaign", ASCENDING), (field, ASCENDING)]
+
+    def find(self, coll: Collection, limit: int = 0, projection: dict[str, int] | None = None) -> list[dict[str, Any]]:
+        """Matching raw documents (``projection`` may leave fields out), best first."""
+        return list(coll.find(self.filter(), projection, hint=self.hint(), sort=list(self.SORT), limit=limit))
+
+    def mongosh(self, projection: dict[str, int] | None = None) -> str:
+        """The same query for mongosh, as the README shows it."""
+        proj = f", {json.dumps(projection)}" if projection else ""
+        sort = json.dumps(dict(self.SORT))
+        return (f"db.{COLLECTION}.find({json.dumps(self.filter())}{proj})"
+                f".sort({sort}).hint({json.dumps(dict(self.hint()))})")
+
+
+def summary(doc: dict[str, Any]) -> dict[str, Any]:
+    """The flat row of one stored candidate (any projection of it) that tables, CSV, JSON and reports show."""
+    relax, prerelax = doc.get("relax") or {}, doc.get("prerelax") or {}
+    condition, hull = doc.get("condition") or {}, doc.get("hull") or {}
+    return {
+        "candidate_id": doc.get("candidate_id"),
+        "formula": doc.get("formula"),
+        "composition": condition.get("formula"),
+        "spacegroup": condition.get("spacegroup"),
+        "target_formation_energy": condition.get("formation_energy"),
+        "stage": doc.get("stage"),
+        "e_above_hull": doc.get("e_above_hull"),
+        "below_hull": hull.get("below_hull"),
+        "energy_per_atom": relax.get("energy_per_atom"),
+        "engine": relax.get("engine"),
+        "is_dft": relax.get("is_dft"),
+        "prerelax_e_above_hull": prerelax.get("e_above_hull"),
+        "duplicate_of": hull.get("duplicate_of"),
+        "decomposition": hull.get("decomposition"),
+    }

@@ -25,14 +25,14 @@ def register(app: typer.Typer) -> None:
 
 def _load(path: Path) -> Campaign:
     """Validate everything that can be checked without the database: schema, checkpoint, references."""
-    from flows.references import ReferenceError, campaign_elements, file_elements, reference_file
+    from flows.references import ReferenceError, file_elements, reference_source
 
     try:
         campaign = load_campaign(path)
-        if campaign.references.source == "file":
-            ref_path = reference_file(campaign)
-            if missing := sorted(campaign_elements(campaign) - file_elements(ref_path)):
-                raise CampaignError(f"references.file: {ref_path.name} has no phases with {', '.join(missing)}")
+        source = reference_source(campaign)
+        if source.kind == "file":
+            if missing := sorted(set(source.elements) - file_elements(source.path)):
+                raise CampaignError(f"references.file: {source.path.name} has no phases with {', '.join(missing)}")
     except (CampaignError, ReferenceError) as exc:
         fail(f"{path}: {exc}")
     return campaign
@@ -48,30 +48,32 @@ def validate(file: Path = typer.Argument(..., help="campaign YAML file")) -> Non
 def plan_rows(campaign: Campaign) -> list[tuple[str, str, str, str]]:
     """(stage, jobs, resources per job, requested hours) for the dry run."""
     from flows.conditions import expand_conditions
+    from flows.stages import Stage
 
-    points = expand_conditions(campaign, lambda _formula: 0.0)  # hull offsets only change values, not the count
+    points = expand_conditions(campaign.grid, lambda _formula: 0.0)  # hull offsets only change values, not the count
     n_candidates = len(points) * campaign.samples_per_condition
     n_chunks = math.ceil(n_candidates / campaign.prerelax.chunk_size)
-    res = campaign.resources
     relax_jobs = n_candidates if campaign.prerelax.max_selected is None else min(n_candidates, campaign.prerelax.max_selected)
-
-    def cost(r, jobs: int) -> str:
-        unit = "GPU-h" if r.category == "gpu" else "node-h"
-        amount = r.hours * jobs * (max(r.gpus, 1) if r.category == "gpu" else r.nodes)
-        return f"<= {amount:,.1f} {unit}"
-
-    def ask(r) -> str:
-        return f"{r.category}, {r.walltime}, {r.nodes} node(s)" + (f", {r.gpus} GPU(s)" if r.gpus else "")
-
-    relax_label = "relax (VASP, atomate2)" if campaign.relax.engine == "vasp" else "relax (MLIP stand-in, not DFT)"
-    return [
-        ("generate", "1", ask(res.generate), cost(res.generate, 1)),
-        ("prerelax", f"{n_chunks} (x {campaign.prerelax.chunk_size} candidates)", ask(res.prerelax), cost(res.prerelax, n_chunks)),
-        ("select", "1", ask(res.hull), cost(res.hull, 1)),
-        (relax_label, f"<= {relax_jobs} (those within {campaign.prerelax.e_above_hull_window} eV/atom MLIP e_hull)",
-         ask(res.relax), cost(res.relax, relax_jobs if campaign.relax.engine == "vasp" else 1)),
-        ("hull", "1", ask(res.hull), cost(res.hull, 1)),
-    ]
+    vasp = campaign.relax.engine == "vasp"
+    jobs = {
+        Stage.REFERENCES: ("1", 1),
+        Stage.GENERATE: ("1", 1),
+        Stage.PRERELAX: (f"{n_chunks} (x {campaign.prerelax.chunk_size} candidates) + 1 fan-out", n_chunks),
+        Stage.SELECT: ("1", 1),
+        Stage.RELAX: (f"<= {relax_jobs} (those within {campaign.prerelax.e_above_hull_window} eV/atom MLIP e_hull)"
+                      + (" + reference phases" if campaign.references.recompute else "") if vasp else "1",
+                      relax_jobs if vasp else 1),
+        Stage.HULL: ("1", 1),
+    }
+    rows = []
+    for stage, (count, n) in jobs.items():
+        r = campaign.resources.of(stage)
+        unit = "GPU-h" if r.gpus else "node-h"
+        amount = r.hours * n * (r.gpus or r.nodes)
+        ask = f"{r.category}, priority {r.priority}, {r.walltime}, {r.nodes} node(s)" + (f", {r.gpus} GPU(s)" if r.gpus else "")
+        label = stage.value if stage is not Stage.RELAX else ("relax (VASP, atomate2)" if vasp else "relax (MLIP stand-in, not DFT)")
+        rows.append((label, count, ask, f"<= {amount:,.1f} {unit}"))
+    return rows
 
 
 @campaign_app.command()
@@ -80,7 +82,7 @@ def plan(file: Path = typer.Argument(..., help="campaign YAML file")) -> None:
     from flows.conditions import expand_conditions, grid_size
 
     campaign = _load(file)
-    points = expand_conditions(campaign, lambda _formula: 0.0)
+    points = expand_conditions(campaign.grid, lambda _formula: 0.0)
     grid = Table(title=f"campaign {campaign.name}: energy schemes (eV/atom, relative to start)")
     for column in ("scheme", "start", "first", "last", "step", "count"):
         grid.add_column(column)
@@ -92,7 +94,7 @@ def plan(file: Path = typer.Argument(..., help="campaign YAML file")) -> None:
     console.print(
         f"{len(campaign.compositions)} compositions ({', '.join(campaign.compositions)}) x {len(campaign.spacegroups)} "
         f"space groups x {sum(s.count for s in campaign.energy_grid)} energies ({len(campaign.energy_grid)} schemes) "
-        f"= {grid_size(campaign)} grid points, {len(points)} distinct conditions "
+        f"= {grid_size(campaign.grid)} grid points, {len(points)} distinct conditions "
         f"x {campaign.samples_per_condition} samples = {n_candidates} candidates"
     )
     stages = Table(title="jobs per stage (upper bounds; requested resources, not measured cost)")
@@ -103,6 +105,23 @@ def plan(file: Path = typer.Argument(..., help="campaign YAML file")) -> None:
     console.print(stages)
     console.print(f"relax engine: {campaign.relax.engine}; INCAR {campaign.relax.incar_settings}; "
                   f"references: {campaign.references.source} {campaign.references.file or ''}".rstrip())
+
+
+def _preflight(file: Path, campaign: Campaign):
+    """Load and check the potentials before anything is written (the jobs would fail on them one by one)."""
+    from crystalgen.potentials import PotentialSanityError
+    from flows.campaign_store import potential_record
+    from flows.makers import mlip_settings
+
+    prerelax_mlip, relax_mlip = mlip_settings(campaign)
+    records = {}
+    for field, mlip, needed in (("prerelax.potential", prerelax_mlip, True),
+                                ("relax.potential", relax_mlip, campaign.relax.engine == "mlip")):
+        try:
+            records[field] = potential_record(mlip, loaded=True) if needed else None
+        except (ValueError, FileNotFoundError, PotentialSanityError) as exc:
+            fail(f"{file}: {field}: {exc}")
+    return records["prerelax.potential"], records["relax.potential"]
 
 
 @campaign_app.command()
@@ -117,42 +136,38 @@ def run(
     campaign = _load(file)
     if campaign.relax.engine == "vasp" and not get_settings().vasp_cmd:
         fail(f"{file}: relax.engine is vasp, but no VASP command is configured on this machine (setting vasp_cmd, "
-              "env CRYSTALGEN_VASP_CMD). Submit it to a cluster through FireWorks, or use engine: mlip for a "
-              "local MLIP stand-in.")
-
-    from crystalgen.potentials import PotentialSanityError
-    from flows.energies import load_mlip
-
-    try:  # before anything is written: the jobs would fail on it one by one
-        load_mlip(campaign.prerelax.potential)
-    except (ValueError, FileNotFoundError, PotentialSanityError) as exc:
-        fail(f"{file}: prerelax.potential: {exc}")
+             "env CRYSTALGEN_VASP_CMD). Submit it to a cluster through FireWorks, or use engine: mlip for a "
+             "local MLIP stand-in.")
+    prerelax_potential, relax_potential = _preflight(file, campaign)
 
     from jobflow import run_locally
 
-    from crystalgen.db import DatabaseUnavailable, job_store, mongo_client
+    from crystalgen.db import DatabaseUnavailable, job_store
     from flows import candidates as cands
+    from flows.campaign_store import record_campaign
     from flows.makers import CampaignMaker
     from flows.report import build_report, rich_table
+    from flows.schemas import TERMINAL_STATES, CandidateState
 
     if campaign.relax.engine == "mlip":
         console.print("[yellow]relax engine: MLIP stand-in (no VASP here): results are labelled engine=mlip, is_dft=false[/yellow]")
     try:
         store = job_store()
         coll = cands.collection()
+        record_campaign(cands.database(), campaign, prerelax_potential, relax_potential, str(campaign.checkpoint_path()))
     except DatabaseUnavailable as exc:
         fail(str(exc))
-    flow = CampaignMaker().make(campaign)
-    run_locally(flow, store=store, log="%(asctime)s %(message)s")
-    settings = get_settings()
+    except CampaignError as exc:
+        fail(f"{file}: {exc}")
+    run_locally(CampaignMaker().make(campaign), store=store, log="%(asctime)s %(message)s")
     out_dir = results / campaign.name
-    report = build_report(campaign, coll, mongo_client(settings)[settings.database], out_dir, limit=top)
+    report = build_report(campaign, coll, cands.database(), out_dir, limit=top)
     console.print(rich_table(report))
     for reason, n in report["failures"]:
         console.print(f"[yellow]{n} failed: {reason}[/yellow]")
     if not report["ranked"]:
         console.print("[yellow]no candidate reached the hull stage (see the failure reasons above)[/yellow]")
     console.print(f"report: {out_dir / 'report.md'} (+ report.json, {len(report['plots'])} hull plot(s))")
-    unfinished = {stage: n for stage, n in report["counts"].items() if stage not in cands.TERMINAL and n}
+    unfinished = {stage: n for stage, n in report["counts"].items() if CandidateState(stage) not in TERMINAL_STATES and n}
     if unfinished:
         fail(f"campaign {campaign.name} did not finish, candidates still at {unfinished}; rerun to resume")

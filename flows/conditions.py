@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 from pymatgen.core import Composition
 
-from flows.campaign import Campaign
+from flows.campaign import ConditionGrid
 
 
 @dataclass(frozen=True)
@@ -33,28 +33,28 @@ class GridPoint:
 
 
 def expand_conditions(
-    campaign: Campaign, hull_energy: Mapping[str, float] | Callable[[str], float | None] | None = None
+    grid: ConditionGrid, hull_energy: Mapping[str, float] | Callable[[str], float | None] | None = None
 ) -> list[GridPoint]:
-    """All conditions of ``campaign``; ``hull_energy`` maps a reduced formula to its hull formation energy.
+    """All conditions of the ``grid``; ``hull_energy`` maps a reduced formula to its hull formation energy.
 
     Grid points that several schemes share (same formula, space group and energy) appear once, with
     all those schemes named: the same condition and seed would only sample the same structure again.
     """
     lookup = hull_energy.get if isinstance(hull_energy, Mapping) else (hull_energy or (lambda _formula: None))
     schemes: dict[tuple, list[str]] = {}
-    for formula in campaign.compositions:
+    for formula in grid.compositions:
         reduced = Composition(formula).reduced_formula
-        for scheme in campaign.energy_grid:
+        for scheme in grid.energy_grid:
             try:
                 energies = scheme.values(lookup(reduced))
             except ValueError as exc:
                 raise ValueError(f"{formula}: {exc}") from None
-            for spacegroup in campaign.spacegroups:
+            for spacegroup in grid.spacegroups:
                 for energy in energies:
                     schemes.setdefault((formula, spacegroup, energy), []).append(scheme.label)
     return [GridPoint(f, spg, e, "+".join(dict.fromkeys(labels))) for (f, spg, e), labels in schemes.items()]
 
 
-def grid_size(campaign: Campaign) -> int:
+def grid_size(grid: ConditionGrid) -> int:
     """Number of grid points over all schemes, before merging points that schemes share."""
-    return len(campaign.compositions) * len(campaign.spacegroups) * sum(s.count for s in campaign.energy_grid)
+    return len(grid.compositions) * len(grid.spacegroups) * sum(s.count for s in grid.energy_grid)

@@ -8,8 +8,11 @@ explicit compatibility scheme).
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
+
+from pydantic import Field
+
+from flows.stages import MakerSettings
 
 COMPARED_KEYS = ("engine", "potential", "GGA", "METAGGA", "ENCUT", "LDAU")
 
@@ -38,16 +41,23 @@ def mismatch(a: dict[str, Any], b: dict[str, Any]) -> dict[str, tuple[Any, Any]]
     return {key: (a.get(key), b.get(key)) for key in COMPARED_KEYS if a.get(key) != b.get(key)}
 
 
-@lru_cache(maxsize=4)
-def load_mlip(spec: str | None):
-    """The potential for ``spec`` (None: settings, then the shipped default), loaded once per process.
+class MlipSettings(MakerSettings):
+    """How a set of structures is relaxed with a potential; structures compared on one hull share these."""
 
-    It must pass the sanity guard first (cached per weights fingerprint, so jobs do not repeat it):
-    raises ``ValueError`` or ``PotentialSanityError`` naming the model.
-    """
-    from crystalgen.potentials import check_potential, load_potential
-    from crystalgen.settings import get_settings
+    potential: str = Field(description="resolved potential spec: a known name or a model folder")
+    fmax: float = Field(gt=0)
+    steps: int = Field(ge=1)
+    batch_size: int = Field(64, ge=1)
 
-    potential = load_potential(spec or get_settings().potential)
-    check_potential(potential)
-    return potential
+    def loaded(self):
+        """The potential, loaded and checked by the sanity guard once per process."""
+        from crystalgen.potentials import checked_potential
+
+        return checked_potential(self.potential)
+
+    def relax(self, structures, description: str, progress: bool = True):
+        """Relax ``structures`` with these settings; results in input order."""
+        from crystalgen.relax import relax_structures
+
+        return relax_structures(structures, self.loaded(), fmax=self.fmax, max_steps=self.steps,
+                                batch_size=self.batch_size, progress=progress, description=description)

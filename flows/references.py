@@ -4,11 +4,12 @@ Structures come from a reference *file* (default: the shipped Ta-W-B phases) or 
 (Materials Project entries of the chemical system; network and API key needed once, then cached in
 the ``hull_references`` collection). Energies:
 
-* MLIP (pre-relax filter, and the final hull of ``engine: mlip``): the structures relaxed with the
-  campaign's potential, cached in ``hull_references`` keyed by structures, potential and settings;
+* MLIP: the structures relaxed with given :class:`~flows.energies.MlipSettings` (potential, fmax,
+  steps), cached in ``hull_references`` keyed by structures and settings. Candidates are always
+  compared with references relaxed by the same settings as themselves;
 * VASP with ``references.recompute`` (default): the structures relaxed by the same atomate2
   RelaxMaker and INCAR as the candidates (jobs in the campaign flow), one cached document per phase
-  and energy source in ``reference_energies``;
+  and INCAR in ``reference_energies``;
 * VASP without recompute: the energies stored with the references (a file's declared
   ``energy_source``, or MP's 520 eV PBE(+U) setup); the hull refuses them when the settings differ.
 
@@ -25,13 +26,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 from pymatgen.core import Composition, Structure
 
 from flows import energies
-from flows.campaign import Campaign
+from flows.energies import MlipSettings
+from flows.stages import MakerSettings
 
 COLLECTION = "hull_references"
 PHASE_COLLECTION = "reference_energies"
@@ -43,6 +45,29 @@ def default_reference_file() -> Path:
 
 class ReferenceError(ValueError):
     """References that cannot be used for this campaign (missing elements, no energies, ...)."""
+
+
+class ReferenceSource(MakerSettings):
+    """Where a campaign's reference phases come from: a file (absolute path) or Materials Project."""
+
+    kind: Literal["file", "mp-api"] = "file"
+    file: str | None = None
+    elements: tuple[str, ...] = ()
+
+    @property
+    def path(self) -> Path:
+        path = Path(self.file) if self.file else default_reference_file()
+        if not path.is_file():
+            raise ReferenceError(f"references.file: reference file not found: {path}")
+        return path
+
+    @property
+    def label(self) -> str:
+        return f"Materials Project ({self.chemsys})" if self.kind == "mp-api" else self.path.name
+
+    @property
+    def chemsys(self) -> str:
+        return "-".join(sorted(self.elements))
 
 
 @dataclass
@@ -88,13 +113,6 @@ class ReferenceSet:
         return cls(data["entries"], data["energy_source"], data["label"], data.get("notes", []))
 
 
-def reference_file(campaign: Campaign) -> Path:
-    path = campaign.resolve_path(campaign.references.file) if campaign.references.file else default_reference_file()
-    if not path.is_file():
-        raise ReferenceError(f"references.file: reference file not found: {path}")
-    return path
-
-
 def read_reference_file(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
@@ -116,47 +134,47 @@ def file_elements(path: Path) -> set[str]:
     return {el.symbol for p in read_reference_file(path)["phases"] for el in Composition(_formula(p)).elements}
 
 
-def _cache_key(key: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+def _digest(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
 def _cached(db, key: dict[str, Any]) -> ReferenceSet | None:
-    doc = db[COLLECTION].find_one({"key_hash": _cache_key(key)})
+    doc = db[COLLECTION].find_one({"key_hash": _digest(key)})
     return ReferenceSet.from_dict(doc["references"]) if doc else None
 
 
 def _store(db, key: dict[str, Any], refs: ReferenceSet) -> None:
-    db[COLLECTION].update_one(
-        {"key_hash": _cache_key(key)},
-        {"$set": {"key": key, "references": refs.as_dict(), "created_at": datetime.now(UTC)}},
-        upsert=True,
-    )
+    db[COLLECTION].update_one({"key_hash": _digest(key)},
+                              {"$set": {"key": key, "references": refs.as_dict(), "created_at": datetime.now(UTC)}},
+                              upsert=True)
 
 
-def mlip_references(campaign: Campaign, db, progress: bool = True) -> ReferenceSet:
-    """The reference file's structures relaxed with the campaign's potential (cached per potential)."""
-    from crystalgen.relax import relax_structures
+def reference_phases(source: ReferenceSource, db) -> list[dict[str, Any]]:
+    """The reference structures (name, structure dict) that are relaxed with the campaign's settings.
 
-    path = reference_file(campaign)
-    potential = energies.load_mlip(campaign.prerelax.potential)
-    spec = campaign.prerelax
-    key = {
-        "kind": "mlip",
-        "file_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-        "potential": potential.version,
-        "fmax": spec.fmax,
-        "steps": spec.steps,
-    }
+    From MP only the phases on MP's own hull are taken: they are the ones that can shape ours.
+    """
+    if source.kind == "mp-api":
+        refs = mp_references(source, db)
+        stable = {e.name for e in PhaseDiagram(refs.pd_entries()).stable_entries}
+        return [{"name": e["name"], "structure": e["structure"]} for e in refs.entries
+                if e["name"] in stable and e.get("structure")]
+    return [{"name": p["name"], "structure": p["structure"]} for p in read_reference_file(source.path)["phases"]
+            if p.get("structure")]
+
+
+def mlip_references(source: ReferenceSource, mlip: MlipSettings, db, progress: bool = True) -> ReferenceSet:
+    """The reference structures relaxed with ``mlip`` (cached per structures, potential and settings)."""
+    potential = mlip.loaded()
+    phases = reference_phases(source, db)
+    key = {"kind": "mlip", "phases_sha256": _digest(phases), "potential": potential.version,
+           "fmax": mlip.fmax, "steps": mlip.steps}
     if cached := _cached(db, key):
         return cached
-    phases = [p for p in read_reference_file(path)["phases"] if p.get("structure")]
     if not phases:
-        raise ReferenceError(f"references.file: {path} has no structures to relax with {potential.name}")
-    structures = [Structure.from_dict(p["structure"]) for p in phases]
-    results = relax_structures(
-        structures, potential, fmax=spec.fmax, max_steps=spec.steps, batch_size=spec.batch_size,
-        progress=progress, description=f"references ({potential.name})",
-    )
+        raise ReferenceError(f"references ({source.label}) have no structures to relax with {potential.name}")
+    results = mlip.relax([Structure.from_dict(p["structure"]) for p in phases],
+                         description=f"references ({potential.name})", progress=progress)
     entries, notes = [], []
     for phase, result in zip(phases, results, strict=True):
         if result.error or result.energy_per_atom is None:
@@ -164,26 +182,23 @@ def mlip_references(campaign: Campaign, db, progress: bool = True) -> ReferenceS
             continue
         if not result.converged:
             notes.append(f"{phase['name']}: not converged in {result.steps} steps (fmax {result.fmax:.3f})")
-        entries.append({
-            "name": phase["name"],
-            "formula": result.structure.composition.reduced_formula,
-            "energy_per_atom": float(result.energy_per_atom),
-            "structure": result.structure.as_dict(),
-        })
-    refs = ReferenceSet(entries, energies.mlip_source(potential.name), f"{path.name} relaxed with {potential.name}", notes)
+        entries.append({"name": phase["name"], "formula": result.structure.composition.reduced_formula,
+                        "energy_per_atom": float(result.energy_per_atom), "structure": result.structure.as_dict()})
+    label = f"{source.label} relaxed with {potential.name} (fmax {mlip.fmax}, {mlip.steps} steps)"
+    refs = ReferenceSet(entries, energies.mlip_source(potential.name), label, notes)
     _store(db, key, refs)
     return refs
 
 
-def file_references(campaign: Campaign) -> ReferenceSet:
-    """Energies as stored in the reference file, with the file's declared energy source."""
-    path = reference_file(campaign)
+def stored_references(source: ReferenceSource, db) -> ReferenceSet:
+    """Energies as stored with the references: the file's declared energy source, or Materials Project's."""
+    if source.kind == "mp-api":
+        return mp_references(source, db)
+    path = source.path
     data = read_reference_file(path)
     if not data.get("energy_source"):
-        raise ReferenceError(
-            f"references.file: {path} has structures but no energies; engine {campaign.relax.engine} needs "
-            "reference energies computed with the same settings (a file with energy_source and energy_per_atom)"
-        )
+        raise ReferenceError(f"references.file: {path} has structures but no energies; a VASP hull needs reference "
+                             "energies computed with the same settings (a file with energy_source and energy_per_atom)")
     entries = []
     for phase in data["phases"]:
         if "energy_per_atom" not in phase:
@@ -193,86 +208,36 @@ def file_references(campaign: Campaign) -> ReferenceSet:
     return ReferenceSet(entries, dict(data["energy_source"]), path.name)
 
 
-def mp_references(chemsys: list[str], db, api_key: str | None = None) -> ReferenceSet:
+def mp_references(source: ReferenceSource, db, api_key: str | None = None) -> ReferenceSet:
     """Materials Project entries of the chemical system, cached in the database after the first fetch."""
-    key = {"kind": "mp-api", "chemsys": "-".join(sorted(chemsys))}
+    key = {"kind": "mp-api", "chemsys": source.chemsys}
     if cached := _cached(db, key):
         return cached
     from mp_api.client import MPRester
 
     with MPRester(api_key) as mpr:
-        fetched = mpr.get_entries_in_chemsys(sorted(chemsys))
+        fetched = mpr.get_entries_in_chemsys(sorted(source.elements))
     entries = [{"name": e.entry_id, "formula": e.composition.reduced_formula, "energy_per_atom": e.energy_per_atom,
                 "structure": e.structure.as_dict() if getattr(e, "structure", None) else None} for e in fetched]
-    refs = ReferenceSet(entries, dict(energies.MATERIALS_PROJECT_SOURCE), f"Materials Project ({key['chemsys']})")
+    refs = ReferenceSet(entries, dict(energies.MATERIALS_PROJECT_SOURCE), source.label)
     _store(db, key, refs)
     return refs
-
-
-def campaign_elements(campaign: Campaign) -> set[str]:
-    return {el.symbol for f in campaign.compositions for el in Composition(f).elements}
-
-
-def prerelax_references(campaign: Campaign, db, progress: bool = True) -> ReferenceSet:
-    """References for the MLIP e_above_hull filter: always the campaign potential's energies."""
-    if campaign.references.source == "mp-api":
-        return _relax_structures_of(mp_references(sorted(campaign_elements(campaign)), db), campaign, db, progress)
-    return mlip_references(campaign, db, progress)
-
-
-def hull_references(campaign: Campaign, db, progress: bool = True) -> ReferenceSet:
-    """References for the final hull: energies from the same source as the relaxed candidates."""
-    if campaign.relax.engine == "mlip":
-        return prerelax_references(campaign, db, progress)
-    if campaign.references.recompute:
-        return vasp_references(campaign, db)
-    if campaign.references.source == "mp-api":
-        return mp_references(sorted(campaign_elements(campaign)), db)
-    return file_references(campaign)
-
-
-def _relax_structures_of(refs: ReferenceSet, campaign: Campaign, db, progress: bool) -> ReferenceSet:
-    """MLIP energies for references that came with structures from elsewhere (e.g. MP)."""
-    import tempfile
-
-    phases = [{"name": e["name"], "structure": e["structure"]} for e in refs.entries if e.get("structure")]
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "references.json"
-        path.write_text(json.dumps({"energy_source": None, "phases": phases}))
-        local = campaign.model_copy(update={"references": campaign.references.model_copy(update={"file": str(path)})})
-        return mlip_references(local, db, progress)
 
 
 # --------------------------------------------------------------------------- VASP-recomputed references
 
 
-def reference_phases(campaign: Campaign, db) -> list[dict[str, Any]]:
-    """The reference structures (name, structure dict) the campaign's VASP relaxes.
-
-    From MP only the phases on MP's own hull are taken: they are the ones that can shape ours.
-    """
-    if campaign.references.source == "mp-api":
-        refs = mp_references(sorted(campaign_elements(campaign)), db)
-        pd = PhaseDiagram(refs.pd_entries())
-        stable = {e.name for e in pd.stable_entries}
-        return [{"name": e["name"], "structure": e["structure"]} for e in refs.entries
-                if e["name"] in stable and e.get("structure")]
-    data = read_reference_file(reference_file(campaign))
-    return [{"name": p["name"], "structure": p["structure"]} for p in data["phases"] if p.get("structure")]
-
-
-def vasp_reference_key(campaign: Campaign, phase: dict[str, Any]) -> str:
+def vasp_reference_key(incar: dict[str, Any], phase: dict[str, Any]) -> str:
     """Cache key of one phase's VASP energy: its input structure and the campaign's INCAR."""
-    key = {"structure": phase["structure"], "incar": campaign.relax.incar_settings}
-    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    return _digest({"structure": phase["structure"], "incar": incar})
 
 
-def missing_vasp_references(campaign: Campaign, db) -> list[dict[str, Any]]:
-    """Reference phases without a VASP energy for the campaign's INCAR yet (each gets a relax job)."""
-    phases = reference_phases(campaign, db)
-    done = {d["key"] for d in db[PHASE_COLLECTION].find(
-        {"key": {"$in": [vasp_reference_key(campaign, p) for p in phases]}}, {"key": 1})}
-    return [p for p in phases if vasp_reference_key(campaign, p) not in done]
+def missing_vasp_references(source: ReferenceSource, incar: dict[str, Any], db) -> list[dict[str, Any]]:
+    """Reference phases without a VASP energy for ``incar`` yet (each gets a relax job)."""
+    phases = reference_phases(source, db)
+    keys = [vasp_reference_key(incar, p) for p in phases]
+    done = {d["key"] for d in db[PHASE_COLLECTION].find({"key": {"$in": keys}}, {"key": 1})}
+    return [p for p, key in zip(phases, keys, strict=True) if key not in done]
 
 
 def record_vasp_reference(db, key: str, name: str, structure: dict, energy_per_atom: float,
@@ -283,17 +248,25 @@ def record_vasp_reference(db, key: str, name: str, structure: dict, energy_per_a
         "job_uuid": job_uuid, "created_at": datetime.now(UTC)}}, upsert=True)
 
 
-def vasp_references(campaign: Campaign, db) -> ReferenceSet:
+def vasp_references(source: ReferenceSource, incar: dict[str, Any], db) -> ReferenceSet:
     """The reference phases' energies from the campaign's own VASP settings (all must be computed)."""
-    phases = reference_phases(campaign, db)
-    keys = {vasp_reference_key(campaign, p): p["name"] for p in phases}
+    phases = reference_phases(source, db)
+    keys = {vasp_reference_key(incar, p): p["name"] for p in phases}
     docs = list(db[PHASE_COLLECTION].find({"key": {"$in": list(keys)}}))
     if missing := sorted(set(keys.values()) - {d["name"] for d in docs}):
-        raise ReferenceError(f"no VASP energy yet for reference phase(s) {', '.join(missing)} (their relaxations failed or did not run)")
+        raise ReferenceError(f"no VASP energy yet for reference phase(s) {', '.join(missing)} "
+                             "(their relaxations failed or did not run)")
     sources = {json.dumps(d["energy_source"], sort_keys=True) for d in docs}
     if len(sources) != 1:
         raise ReferenceError(f"reference phases were computed with different settings: {sorted(sources)}")
     entries = [{"name": d["name"], "formula": d["formula"], "energy_per_atom": d["energy_per_atom"],
                 "structure": d["structure"]} for d in docs]
-    label = "Materials Project" if campaign.references.source == "mp-api" else reference_file(campaign).name
-    return ReferenceSet(entries, docs[0]["energy_source"], f"{label} phases relaxed with the campaign's VASP settings")
+    return ReferenceSet(entries, docs[0]["energy_source"], f"{source.label} phases relaxed with the campaign's VASP settings")
+
+
+def reference_source(campaign) -> ReferenceSource:
+    """The campaign's ``references`` section, with its file resolved to an absolute path."""
+    spec = campaign.references
+    file = str(campaign.resolve_path(spec.file).resolve()) if spec.file else None
+    elements = sorted({el.symbol for f in campaign.compositions for el in Composition(f).elements})
+    return ReferenceSource(kind=spec.source, file=file, elements=tuple(elements))

@@ -16,52 +16,37 @@ from rich.table import Table
 
 from flows import candidates as cands
 from flows.campaign import Campaign
+from flows.candidates import CandidateQuery
+from flows.schemas import CandidateState
 
 RANKED_FIELDS = {"candidate_id": 1, "formula": 1, "condition": 1, "e_above_hull": 1, "hull": 1, "relax": 1, "prerelax": 1}
 
 
 def ranked(coll, campaign: str, limit: int = 20) -> list[dict[str, Any]]:
     """The best ``limit`` distinct relaxed structures; ``twins`` lists candidates that relaxed into the same one."""
-    rows = cands.query(coll, campaign, stages=["hull"], sort_by_e_above_hull=True, limit=limit, projection=RANKED_FIELDS,
-                       duplicates=False)
+    rows = CandidateQuery(campaign).find(coll, limit=limit, projection=RANKED_FIELDS)
     twins: dict[str, list[str]] = {}
-    for doc in cands.query(coll, campaign, stages=["hull"], projection={"candidate_id": 1, "hull": 1}, duplicates=True):
+    for doc in CandidateQuery(campaign, duplicates=True).find(coll, projection={"candidate_id": 1, "hull": 1}):
         twins.setdefault(doc["hull"]["duplicate_of"], []).append(doc["candidate_id"])
-    return [
-        {
-            "rank": i + 1,
-            "candidate_id": d["candidate_id"],
-            "formula": d["formula"],
-            "composition": d["condition"]["formula"],
-            "spacegroup": d["condition"]["spacegroup"],
-            "target_formation_energy": d["condition"]["formation_energy"],
-            "e_above_hull": d["e_above_hull"],
-            "below_hull": d["hull"]["below_hull"],
-            "decomposition": d["hull"]["decomposition"],
-            "mlip_e_above_hull": d.get("prerelax", {}).get("e_above_hull"),
-            "engine": d["relax"]["engine"],
-            "is_dft": d["relax"]["is_dft"],
-            "twins": sorted(twins.get(d["candidate_id"], [])),
-        }
-        for i, d in enumerate(rows)
-    ]
+    return [{"rank": i + 1, **cands.summary(d), "twins": sorted(twins.get(d["candidate_id"], []))}
+            for i, d in enumerate(rows)]
 
 
 def failure_reasons(coll, campaign: str, top: int = 5) -> list[tuple[str, int]]:
     """Most common reasons candidates failed, numbers masked so that alike errors group together."""
-    docs = cands.query(coll, campaign, stages=["failed"], projection={"error": 1})
+    docs = CandidateQuery(campaign, stages=(CandidateState.FAILED,), duplicates=None).find(coll, projection={"error": 1})
     reasons = Counter(re.sub(r"-?\d+(\.\d+)?", "#", d.get("error") or "unknown") for d in docs)
     return reasons.most_common(top)
 
 
 def build_report(campaign: Campaign, coll, db, out_dir: Path, limit: int = 20) -> dict[str, Any]:
     """Write report.json / report.md / hull plots; return the report dict."""
-    from flows.references import hull_references
+    from flows.makers import stage_makers
 
     out_dir.mkdir(parents=True, exist_ok=True)
     counts = cands.count_by_stage(coll, campaign.name)
     top = ranked(coll, campaign.name, limit)
-    refs = hull_references(campaign, db, progress=False) if top else None
+    refs = stage_makers(campaign).hull.reference_set(db, progress=False) if top else None
     plots = _plots(campaign, coll, refs, out_dir) if refs else []
     report = {
         "campaign": campaign.name,
@@ -83,8 +68,7 @@ def _plots(campaign: Campaign, coll, refs, out_dir: Path) -> list[Path]:
     from flows.hull import plot_hull
 
     paths = []
-    docs = cands.query(coll, campaign.name, stages=["hull"], projection={"candidate_id": 1, "formula": 1, "chemsys": 1, "relax": 1},
-                       duplicates=False)
+    docs = CandidateQuery(campaign.name).find(coll, projection={"candidate_id": 1, "formula": 1, "chemsys": 1, "relax": 1})
     for chemsys in sorted({d["chemsys"] for d in docs}):
         members = [(d["candidate_id"], d["formula"], d["relax"]["energy_per_atom"]) for d in docs if d["chemsys"] == chemsys]
         path = out_dir / f"hull_{chemsys}.png"
@@ -106,7 +90,7 @@ def markdown(report: dict[str, Any]) -> str:
               "| same structure from |",
               "|---|---|---|---|---|---|---|---|---|"]
     for r in report["ranked"]:
-        mlip = "" if r["mlip_e_above_hull"] is None else f"{r['mlip_e_above_hull']:.3f}"
+        mlip = "" if r["prerelax_e_above_hull"] is None else f"{r['prerelax_e_above_hull']:.3f}"
         lines.append(f"| {r['rank']} | {r['composition']} | {r['spacegroup']} | {r['target_formation_energy']:.3f} | "
                      f"{r['e_above_hull']:.3f} | {'yes' if r['below_hull'] else 'no'} | {mlip} | {r['candidate_id']} | "
                      f"{', '.join(r['twins'])} |")

@@ -1,4 +1,4 @@
-"""FireWorks layer: submit campaign flows, dispatch by GPU/CPU category, query and resubmit.
+"""FireWorks layer: submit campaign flows routed by stage, worker templates, status, queries and resubmission.
 
 ``crystalgen campaign submit | status``, ``crystalgen candidates``, ``crystalgen resubmit`` and
 ``crystalgen hpc init`` live here (registered through the ``crystalgen.cli`` entry point).

@@ -117,11 +117,12 @@ def candidates(
     out: Path = typer.Option(None, "--out", help="output folder (cif) or file (json/csv); default stdout"),
 ) -> None:
     """Candidates of a campaign ranked by energy above the hull."""
-    from flows.candidates import STAGES
+    from flows.schemas import CandidateState
     from hpc import query
 
-    if stage != "all" and stage not in STAGES:
-        fail(f"--stage {stage!r} is not one of all, {', '.join(STAGES)}")
+    states = [s.value for s in CandidateState]
+    if stage != "all" and stage not in states:
+        fail(f"--stage {stage!r} is not one of all, {', '.join(states)}")
     if fmt is OutputFormat.cif and out is None:
         fail("--format cif needs --out DIR")
     if formula is not None:
@@ -136,7 +137,7 @@ def candidates(
     try:
         docs = query.find_candidates(name, below_hull=below_hull, max_e_above_hull=max_ehull, formula=formula,
                                      spacegroup=spg, stage=None if stage == "all" else stage, limit=limit,
-                                     duplicates=duplicates)
+                                     duplicates=None if duplicates else False)
     except Exception as exc:  # database errors: one line, no traceback
         fail(f"query failed: {exc}")
     if fmt is OutputFormat.cif:

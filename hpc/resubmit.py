@@ -19,7 +19,8 @@ from pathlib import Path
 
 from monty.os.path import zpath
 
-from hpc.dispatch import CAMPAIGN_KEY, RETRIES_KEY, STAGE_KEY
+from flows.stages import CAMPAIGN_KEY, CANDIDATES_KEY, STAGE_KEY, Stage
+from hpc.routing import RETRIES_KEY
 from hpc.errors import Diagnosis, ErrorClass, classify
 
 DEFAULT_MAX_RETRIES = 3
@@ -126,31 +127,22 @@ def _load_job(spec: dict):
     return Job.from_dict(spec["_tasks"][0]["job"])
 
 
-CANDIDATE_IN_NAME = re.compile(r"\b([0-9a-f]{24})$")  # flows names VASP jobs "vasp relax <candidate_id>"
+def _candidate_of(fw_doc: dict) -> str | None:
+    """The candidate a relax firework works on, from its stage tag (reference-phase relaxations have none)."""
+    ids = fw_doc["spec"].get(CANDIDATES_KEY) or []
+    return ids[0] if len(ids) == 1 else None
 
 
-def _candidate_of(fw_doc: dict, job) -> str | None:
-    """The candidate a firework works on: ``candidate_id`` in its job metadata (copied into the
-    spec), else the id that ends the job name."""
-    spec = fw_doc["spec"]
-    if spec.get("candidate_id"):
-        return spec["candidate_id"]
-    if job is not None and (job.metadata or {}).get("candidate_id"):
-        return job.metadata["candidate_id"]
-    match = CANDIDATE_IN_NAME.search(fw_doc.get("name") or "")
-    return match.group(1) if match else None
-
-
-def find_failed(lpad, campaign: str, stage: str = "relax", lost_after_s: float = LOST_AFTER_S):
+def find_failed(lpad, campaign: str, stage: Stage = Stage.RELAX, lost_after_s: float = LOST_AFTER_S):
     """(FIZZLED fw docs, lost fw ids) of ``campaign``'s ``stage`` fireworks; changes nothing."""
-    query = {f"spec.{CAMPAIGN_KEY}": campaign, f"spec.{STAGE_KEY}": stage}
+    query = {f"spec.{CAMPAIGN_KEY}": campaign, f"spec.{STAGE_KEY}": Stage(stage).value}
     _, lost_fw_ids, _ = lpad.detect_lostruns(expiration_secs=lost_after_s, query=query)
     fizzled = list(lpad.fireworks.find({**query, "state": "FIZZLED"}))
     return fizzled, sorted(set(lost_fw_ids))
 
 
 def plan(lpad, campaign: str, max_retries: int = DEFAULT_MAX_RETRIES, lost_after_s: float = LOST_AFTER_S,
-         stage: str = "relax") -> list[PlannedRerun]:
+         stage: Stage = Stage.RELAX) -> list[PlannedRerun]:
     """Diagnose every failed/lost firework of the campaign and decide its fix. Read-only."""
     fizzled, lost_ids = find_failed(lpad, campaign, stage, lost_after_s)
     docs = [(doc, False) for doc in fizzled]
@@ -174,7 +166,7 @@ def plan(lpad, campaign: str, max_retries: int = DEFAULT_MAX_RETRIES, lost_after
             skipped = f"reached max retries ({retries}/{max_retries})"
         elif load_error and (fix.incar or fix.restart_from_contcar):
             skipped = f"cannot load its job to apply the fix ({load_error[:120]})"
-        plans.append(PlannedRerun(doc["fw_id"], doc.get("name", ""), doc["state"], _candidate_of(doc, job),
+        plans.append(PlannedRerun(doc["fw_id"], doc.get("name", ""), doc["state"], _candidate_of(doc),
                                   retries, diagnosis, fix, skipped, str(contcar) if contcar else None))
     return plans
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from hpc.dispatch import CAMPAIGN_KEY, STAGE_KEY, STAGES
+from flows.stages import CAMPAIGN_KEY, STAGE_KEY, Stage
 
 FW_STATES = ("WAITING", "READY", "RESERVED", "RUNNING", "COMPLETED", "FIZZLED", "DEFUSED", "PAUSED", "ARCHIVED")
 
@@ -13,7 +13,7 @@ FW_STATES = ("WAITING", "READY", "RESERVED", "RUNNING", "COMPLETED", "FIZZLED", 
 class CampaignStatus:
     campaign: str
     workflows: int
-    fireworks: dict[str, dict[str, int]]  # stage -> state -> count
+    fireworks: dict[str, dict[str, int]]  # stage -> state -> count (``untagged``: not a crystalgen job)
     candidates: dict[str, int]  # candidate stage -> count
     lost_fw_ids: list[int] = field(default_factory=list)
 
@@ -35,9 +35,9 @@ def campaign_status(lpad, campaign: str, lost_after_s: float = 4 * 3600, candida
     ])
     fireworks: dict[str, dict[str, int]] = {}
     for row in rows:
-        stage = row["_id"].get("stage") or "other"
+        stage = row["_id"].get("stage") or "untagged"
         fireworks.setdefault(stage, {})[row["_id"]["state"]] = row["n"]
-    order = {stage: i for i, stage in enumerate(STAGES)}
+    order = {stage.value: i for i, stage in enumerate(Stage)}
     fireworks = dict(sorted(fireworks.items(), key=lambda item: order.get(item[0], len(order))))
     _, lost, _ = lpad.detect_lostruns(expiration_secs=lost_after_s, query={f"spec.{CAMPAIGN_KEY}": campaign})
     workflows = lpad.workflows.count_documents({f"metadata.{CAMPAIGN_KEY}": campaign, "state": {"$ne": "ARCHIVED"}})

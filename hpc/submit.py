@@ -1,19 +1,18 @@
 """Put a campaign flow on the LaunchPad as one FireWorks workflow, exactly once.
 
 The flow is converted with jobflow's ``flow_to_workflow`` against the MongoDB JobStore, so workers
-on any cluster that reaches the database exchange outputs through it. Every firework carries the
-campaign tag, its stage, ``_category`` and ``_priority`` (see ``hpc.dispatch``); the workflow's
-metadata carries the campaign name and a fingerprint of what was submitted, which is how a
-second ``submit`` of the same campaign is recognised and refused unless forced.
+on any cluster that reaches the database exchange outputs through it. Every firework carries its
+stage's routing (``hpc.routing``) and tag; the workflow's metadata carries the campaign name and a
+fingerprint of what was submitted, which is how a second ``submit`` of the same campaign is
+recognised and refused unless forced.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 
-from hpc.dispatch import CAMPAIGN_KEY, FINGERPRINT_KEY, Dispatch, apply_dispatch
+from flows.stages import CAMPAIGN_KEY
+from hpc.routing import FINGERPRINT_KEY, campaign_routing
 
 
 class AlreadySubmitted(RuntimeError):
@@ -37,22 +36,24 @@ class Submission:
     archived: list[int] = field(default_factory=list)  # root fw_ids of workflows replaced by --force
 
 
-def fingerprint(payload) -> str:
-    """A stable hash of what defines the submitted work (the campaign document)."""
-    text = json.dumps(payload, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
 def live_workflows(lpad, campaign: str) -> list[dict]:
     """Workflows of ``campaign`` that are not archived (their ``metadata`` and root fw ids)."""
     query = {f"metadata.{CAMPAIGN_KEY}": campaign, "state": {"$ne": "ARCHIVED"}}
     return list(lpad.workflows.find(query, {"nodes": 1, "metadata": 1, "state": 1}).sort("created_on", 1))
 
 
+def refuse_resubmission(lpad, campaign: str, fingerprint: str | None, force: bool) -> list[dict]:
+    """The campaign's live workflows; raises AlreadySubmitted when there are some and ``force`` is off."""
+    existing = live_workflows(lpad, campaign)
+    if existing and not force:
+        same = all(wf["metadata"].get(FINGERPRINT_KEY) == fingerprint for wf in existing)
+        raise AlreadySubmitted(campaign, [min(wf["nodes"]) for wf in existing], same)
+    return existing
+
+
 def submit_flow(flow, campaign: str, *, lpad=None, store=None, force: bool = False,
-                categories: dict[str, str] | None = None, queueadapter: dict | None = None,
                 content_fingerprint: str | None = None) -> Submission:
-    """Dispatch-configure ``flow`` and add it to the LaunchPad as the workflow of ``campaign``.
+    """Add ``flow`` (jobs already routed) to the LaunchPad as the workflow of ``campaign``.
 
     Raises AlreadySubmitted if the campaign already has a live workflow and ``force`` is False.
     """
@@ -61,15 +62,9 @@ def submit_flow(flow, campaign: str, *, lpad=None, store=None, force: bool = Fal
     from crystalgen.db import job_store, launchpad
 
     lpad = lpad or launchpad()
-    existing = live_workflows(lpad, campaign)
-    if existing and not force:
-        same = all(wf["metadata"].get(FINGERPRINT_KEY) == content_fingerprint for wf in existing)
-        raise AlreadySubmitted(campaign, [min(wf["nodes"]) for wf in existing], same)
-
-    apply_dispatch(flow, Dispatch.for_campaign(campaign, categories, queueadapter))
+    existing = refuse_resubmission(lpad, campaign, content_fingerprint, force)
     metadata = {CAMPAIGN_KEY: campaign, FINGERPRINT_KEY: content_fingerprint}
     workflow = flow_to_workflow(flow, store=store or job_store(), name=f"crystalgen:{campaign}", metadata=metadata)
-
     archived = []
     for wf in existing:  # only reached with force: the old work stops being handed out
         root = min(wf["nodes"])
@@ -84,29 +79,24 @@ def submit_flow(flow, campaign: str, *, lpad=None, store=None, force: bool = Fal
                       fw_ids=fw_ids, archived=archived)
 
 
-def campaign_dispatch(campaign) -> tuple[dict[str, str], dict[str, dict]]:
-    """Categories and reservation-mode queue requests per stage from the campaign's ``resources``."""
-    from hpc.dispatch import STAGES
+def submit_campaign(path, force: bool = False, lpad=None, store=None, structures=None) -> Submission:
+    """Load, validate, record and submit a campaign file (``crystalgen campaign submit``).
 
-    categories, queue = {}, {}
-    for stage in STAGES:
-        resources = getattr(campaign.resources, stage)
-        categories[stage] = resources.category
-        queue[stage] = {"walltime": resources.walltime, "nodes": resources.nodes}
-        if resources.gpus:
-            queue[stage]["gpus"] = resources.gpus
-    return categories, queue
-
-
-def submit_campaign(path, force: bool = False, lpad=None, store=None, maker=None) -> Submission:
-    """Load, validate and submit a campaign file (``crystalgen campaign submit``)."""
+    ``structures`` (reduced formula -> pymatgen dicts) replaces the generative model (tests, seeding).
+    """
+    from crystalgen.db import launchpad
     from flows.campaign import load_campaign
-    from flows.jobs import campaign_to_dict
-    from flows.makers import CampaignMaker
+    from flows.campaign_store import campaign_fingerprint, potential_record, record_campaign
+    from flows.candidates import database
+    from flows.makers import CampaignMaker, mlip_settings
 
-    campaign = load_campaign(path, check_checkpoint=maker is None or getattr(maker, "structures", None) is None)
-    flow = (maker or CampaignMaker()).make(campaign)
-    categories, queue = campaign_dispatch(campaign)
-    content = {k: v for k, v in campaign_to_dict(campaign).items() if k != "base_dir"}
-    return submit_flow(flow, campaign.name, lpad=lpad, store=store, force=force, categories=categories,
-                       queueadapter=queue, content_fingerprint=fingerprint(content))
+    campaign = load_campaign(path, check_checkpoint=structures is None)
+    flow = CampaignMaker(structures=structures, manager_configs=campaign_routing(campaign)).make(campaign)
+    prerelax, relax = mlip_settings(campaign)
+    lpad = lpad or launchpad()
+    fingerprint = campaign_fingerprint(campaign)
+    refuse_resubmission(lpad, campaign.name, fingerprint, force)  # before anything is recorded
+    record_campaign(database(), campaign, potential_record(prerelax, loaded=False),
+                    potential_record(relax, loaded=False) if campaign.relax.engine == "mlip" else None,
+                    None if structures is not None else str(campaign.checkpoint_path()))
+    return submit_flow(flow, campaign.name, lpad=lpad, store=store, force=force, content_fingerprint=fingerprint)

@@ -15,6 +15,8 @@ import yaml
 from typer.testing import CliRunner
 
 from flows import candidates as cands
+from flows.candidates import CandidateQuery
+from flows.schemas import CandidateState
 
 DEMO = Path(__file__).parent.parent / "campaigns" / "demo.yaml"
 
@@ -36,7 +38,7 @@ def run_twice(campaign_file: Path, results: Path) -> tuple[list, list, dict]:
                                env={"COLUMNS": "160"})
         assert result.exit_code == 0, result.output
         outputs.append(result.output)
-        id_lists.append([d["candidate_id"] for d in cands.query(cands.collection(), name)])
+        id_lists.append([d["candidate_id"] for d in CandidateQuery(name, stages=None, duplicates=None).find(cands.collection())])
     report = json.loads((results / name / "report.json").read_text())
     return outputs, id_lists, report
 
@@ -57,7 +59,7 @@ def check(outputs, id_lists, report, results: Path, name: str, expected: int) ->
     assert "not DFT" in md and "| stage | count |" in md
     for plot in report["plots"]:
         assert (results / name / plot).read_bytes()[:4] == b"\x89PNG"
-    docs = cands.query(cands.collection(), name, stages=["hull"])
+    docs = CandidateQuery(name, duplicates=None).find(cands.collection())
     assert all(d["relax"]["is_dft"] is False and d["model"]["checkpoint"].endswith(".pt") for d in docs)
 
 
@@ -80,5 +82,5 @@ def test_demo_campaign_runs_twice_without_duplicates(settings, tmp_path):
                 * data["samples_per_condition"])
     outputs, ids, report = run_twice(DEMO, tmp_path / "results")
     check(outputs, ids, report, tmp_path / "results", data["name"], expected)
-    failed = cands.query(cands.collection(), data["name"], stages=["failed"])
+    failed = CandidateQuery(data["name"], stages=(CandidateState.FAILED,), duplicates=None).find(cands.collection())
     assert all(d["error"] for d in failed), "every failure carries its reason"

@@ -9,6 +9,14 @@ from pymatgen.core import Lattice, Structure
 
 from flows import candidates as cands
 from flows.campaign import parse_campaign
+from flows.candidates import CandidateQuery
+from flows.schemas import CandidateState
+from flow_helpers import candidate_doc
+
+
+def docs_of(campaign: str, *states: CandidateState) -> list[dict]:
+    """Stored candidates of ``campaign`` (any state, or the given ones), best first."""
+    return CandidateQuery(campaign, stages=states or None, duplicates=None).find(cands.collection())
 
 TEST_DATA = Path(__file__).parent / "test_data" / "vasp"
 TAW_STRUCTURES = [
@@ -55,7 +63,7 @@ def relax_calls(monkeypatch):
     state = {"fail_on": None}
 
     def recording(structures, *args, **kwargs):
-        if kwargs.get("description") == "pre-relaxing":
+        if kwargs.get("description", "").startswith("prerelax"):
             calls.append([s.composition.reduced_formula + f"@{s.volume:.4f}" for s in structures])
             if state["fail_on"] == len(calls):
                 raise RuntimeError("simulated crash during pre-relax")
@@ -70,14 +78,16 @@ def test_mlip_flow_ranks_every_candidate_once_and_rerun_is_a_no_op(settings, rel
     campaign = taw_campaign()
     run(campaign, ensure_success=True)
     coll = cands.collection()
-    docs = cands.query(coll, campaign.name)
+    docs = docs_of(campaign.name)
     assert len(docs) == 3
     assert {d["stage"] for d in docs} == {"hull"}
     for doc in docs:
         assert [h["stage"] for h in doc["history"]] == ["generated", "prerelaxed", "selected", "relaxed", "hull"]
         assert doc["relax"]["engine"] == "mlip" and doc["relax"]["is_dft"] is False
         # e_above_hull against bcc Ta + bcc W relaxed with the same potential
-        refs = {e["name"]: e["energy_per_atom"] for e in coll.database["hull_references"].find_one()["references"]["entries"]}
+        # the references the hull used: relaxed with the stand-in relax's settings, like the candidates
+        stored = coll.database["hull_references"].find_one({"key.fmax": campaign.relax.fmax, "key.steps": campaign.relax.steps})
+        refs = {e["name"]: e["energy_per_atom"] for e in stored["references"]["entries"]}
         expected = doc["relax"]["energy_per_atom"] - (refs["Ta"] + refs["W"]) / 2
         assert doc["e_above_hull"] == pytest.approx(expected, abs=1e-6)
         assert doc["hull"]["below_hull"] == (expected < 0)
@@ -86,15 +96,16 @@ def test_mlip_flow_ranks_every_candidate_once_and_rerun_is_a_no_op(settings, rel
     run(campaign, ensure_success=True)
     assert len(calls) == 3, "a rerun must not pre-relax finished candidates again"
     assert coll.count_documents({"campaign": campaign.name}) == 3
-    assert all(len(d["history"]) == 6 for d in cands.query(coll, campaign.name))  # only the hull re-ranked
+    assert all(len(d["history"]) == 6 for d in docs_of(campaign.name))  # only the hull re-ranked
 
     from crystalgen.db import mongo_client
     from flows.report import build_report
 
-    cands.insert_generated(coll, [{"candidate_id": "broken", "campaign": campaign.name, "structure": None,
-                                   "stage": "failed", "error": "generation: atoms 0.16 Å apart (< 0.5 Å)"}])
+    broken = candidate_doc(campaign.name, "TaW", 221, 0.0, stage=CandidateState.FAILED, structure=None,
+                           error="generation: atoms 0.16 Å apart (< 0.5 Å)")
+    cands.insert_generated(coll, [broken])
     report = build_report(campaign, coll, mongo_client()[settings.database], tmp_path / "report")
-    ranked = cands.query(coll, campaign.name, stages=["hull"], sort_by_e_above_hull=True)
+    ranked = docs_of(campaign.name, CandidateState.RANKED)
     distinct = [d for d in ranked if d["hull"]["duplicate_of"] is None]
     assert [r["candidate_id"] for r in report["ranked"]] == [d["candidate_id"] for d in distinct]
     # a candidate that relaxed into the crystal of a better one is listed with it, not ranked again
@@ -116,7 +127,7 @@ def test_crash_during_prerelax_resumes_without_recomputing(settings, relax_calls
     counts = cands.count_by_stage(coll, campaign.name)
     # the crashed chunk stays at "generated"; the independent chunks around it finished and were kept
     assert counts["generated"] == 1 and counts["prerelaxed"] == 2 and counts["hull"] == 0
-    done_before = {d["candidate_id"] for d in cands.query(coll, campaign.name, stages=["prerelaxed"])}
+    done_before = {d["candidate_id"] for d in docs_of(campaign.name, CandidateState.PRERELAXED)}
     assert len(calls) == 3
     finished_calls, crashed_call = [calls[0], calls[2]], calls[1]
 
@@ -127,7 +138,7 @@ def test_crash_during_prerelax_resumes_without_recomputing(settings, relax_calls
     assert not any(c in rerun_calls for c in finished_calls)
     assert cands.count_by_stage(coll, campaign.name)["hull"] == 3
     for cid in done_before:
-        history = [h["stage"] for h in cands.get(coll, [cid])[cid]["history"]]
+        history = [h.stage for h in cands.get(coll, [cid])[cid].history]
         assert history.count("prerelaxed") == 1
 
 
@@ -136,44 +147,9 @@ def test_window_and_dedupe_reject_before_relax(settings):
     twins = [TAW_STRUCTURES[0], TAW_STRUCTURES[0].copy(), TAW_STRUCTURES[2]]
     run(campaign, structures=twins, ensure_success=True)
     coll = cands.collection()
-    rejected = cands.query(coll, campaign.name, stages=["rejected"])
+    rejected = docs_of(campaign.name, CandidateState.REJECTED)
     assert len(rejected) == 1 and rejected[0]["rejected_reason"].startswith("duplicate of")
-    assert "relax" not in rejected[0]
+    assert rejected[0]["relax"] is None
     assert cands.count_by_stage(coll, campaign.name)["hull"] == 2
 
 
-def test_fireworks_conversion_routes_stages_by_category():
-    from jobflow.managers.fireworks import flow_to_workflow
-
-    from flows.makers import CampaignMaker
-
-    campaign = taw_campaign(resources={"generate": {"category": "gpu", "gpus": 2}, "prerelax": {"category": "cpu"},
-                                       "hull": {"category": "cpu"}})
-    workflow = flow_to_workflow(CampaignMaker().make(campaign))
-    categories = {fw.name: fw.spec.get("_category") for fw in workflow.fws}
-    # the reference phases are relaxed with the MLIP, so they run where the pre-relaxation runs
-    assert categories == {"references": "cpu", "generate": "gpu", "prerelax stage": "cpu"}
-
-
-def test_candidate_queries(settings):
-    coll = cands.collection()
-    docs = []
-    for i, (formula, spg, ehull) in enumerate([("TaW", 221, -0.01), ("TaW", 123, 0.2), ("TaB2", 191, 0.05)]):
-        cond = {"formula": formula, "spacegroup": spg, "formation_energy": -0.1, "scheme": "A"}
-        docs.append({"candidate_id": cands.candidate_id("q", cond, 0, 1), "campaign": "q", "condition": cond,
-                     "sample_index": 0, "seed": 1, "formula": formula, "structure": None, "_ehull": ehull})
-    assert cands.insert_generated(coll, [{k: v for k, v in d.items() if k != "_ehull"} for d in docs]) == 3
-    assert cands.insert_generated(coll, [{k: v for k, v in d.items() if k != "_ehull"} for d in docs]) == 0
-    for d in docs:
-        cands.set_stage(coll, d["candidate_id"], "hull", {"e_above_hull": d["_ehull"], "hull.below_hull": d["_ehull"] < 0})
-    ranked = cands.query(coll, "q", stages=["hull"], sort_by_e_above_hull=True)
-    assert [r["e_above_hull"] for r in ranked] == [-0.01, 0.05, 0.2]
-    assert [r["formula"] for r in cands.query(coll, "q", below_hull=True)] == ["TaW"]
-    assert len(cands.query(coll, "q", formula="WTa")) == 2
-    assert len(cands.query(coll, "q", spacegroup=191, max_e_above_hull=0.1)) == 1
-    assert cands.count_by_stage(coll, "q")["hull"] == 3
-    with pytest.raises(ValueError, match="unknown stage"):
-        cands.set_stage(coll, docs[0]["candidate_id"], "done")
-    assert cands.candidate_id("q", docs[0]["condition"], 0, 1) != cands.candidate_id("q", docs[0]["condition"], 1, 1)
-    index_keys = [tuple(k for k, _ in ix["key"].items()) for ix in coll.list_indexes()]
-    assert ("campaign", "e_above_hull") in index_keys and ("candidate_id",) in index_keys

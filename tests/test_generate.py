@@ -8,14 +8,14 @@ from pymatgen.core import Structure
 
 def test_torchrun_sharded_sampling_matches_in_process(tmp_path, monkeypatch):
     from crystalgen.sample import default_checkpoint, sample_structures
-    from flows.jobs import _sample_with_torchrun
+    from flows.makers.generate import sample_with_torchrun
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     conditions = [{"formula": "Ta1W1B6", "spacegroup": 191, "formation_energy": -0.5},
                   {"formula": "TaW", "spacegroup": 221, "formation_energy": -0.1}]
     kwargs = {"method": None, "steps": 5, "samples_per_condition": 3, "seed": 3}
-    sharded = _sample_with_torchrun(str(default_checkpoint()), conditions, kwargs, processes=2)  # gloo on CPU
+    sharded = sample_with_torchrun(str(default_checkpoint()), conditions, kwargs, processes=2)  # gloo on CPU
     local = sample_structures(default_checkpoint(), conditions, **kwargs)
     assert [(s.condition.formula, s.sample_index) for s in sharded] == [(s.condition.formula, s.sample_index) for s in local]
     for a, b in zip(sharded, local, strict=True):

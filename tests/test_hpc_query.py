@@ -27,29 +27,26 @@ ROWS = [
 
 @pytest.fixture
 def candidates_db(settings):
+    from flow_helpers import candidate_doc
+
     from flows import candidates as cands
 
     coll = cands.collection()
-    ids = []
     for i, (formula, spg, stage, ehull) in enumerate(ROWS):
-        condition = {"formula": formula, "spacegroup": spg, "formation_energy": -0.3, "scheme": "grid"}
-        cid = cands.candidate_id("qc", condition, i, 0)
         structure = Structure(Lattice.cubic(3.0 + 0.1 * i), ["Ta", "B"], [[0, 0, 0], [0.5, 0.5, 0.5]])
-        cands.insert_generated(coll, [{"candidate_id": cid, "campaign": "qc", "condition": condition,
-                                       "sample_index": i, "seed": 0, "model": {}, "formula": formula,
-                                       "chemsys": "B-Ta", "structure": structure.as_dict()}])
+        doc = candidate_doc("qc", formula, spg, -0.3, sample_index=i, structure=structure.as_dict())
+        cands.insert_generated(coll, [doc])
         if ehull is not None:
-            cands.set_stage(coll, cid, "relaxed", {"relax": {"engine": "vasp", "is_dft": True,
-                                                             "energy_per_atom": -9 + ehull}})
-            cands.set_stage(coll, cid, "hull", {"e_above_hull": ehull, "hull": {"below_hull": ehull < 0}})
+            cands.set_stage(coll, doc.candidate_id, "relaxed", {"relax": {"engine": "vasp", "is_dft": True,
+                                                                          "energy_per_atom": -9 + ehull}})
+            cands.set_stage(coll, doc.candidate_id, "hull", {
+                "e_above_hull": ehull, "hull": {"below_hull": ehull < 0, "decomposition": {}, "chemsys": "B-Ta"}})
         elif stage != "generated":
-            cands.set_stage(coll, cid, stage)
-        ids.append(cid)
-    other = {"formula": "TaB2", "spacegroup": 191, "formation_energy": -0.3, "scheme": "grid"}
-    cands.insert_generated(coll, [{"candidate_id": "x" * 24, "campaign": "other", "condition": other,
-                                   "sample_index": 0, "seed": 0, "model": {}, "formula": "TaB2", "chemsys": "B-Ta",
-                                   "structure": None}])
-    cands.set_stage(coll, "x" * 24, "hull", {"e_above_hull": -1.0, "hull": {"below_hull": True}})
+            cands.set_stage(coll, doc.candidate_id, stage)
+    other = candidate_doc("other", "TaB2", 191, -0.3, structure=None)
+    cands.insert_generated(coll, [other])
+    cands.set_stage(coll, other.candidate_id, "hull", {
+        "e_above_hull": -1.0, "hull": {"below_hull": True, "decomposition": {}, "chemsys": "B-Ta"}})
     return coll
 
 
@@ -70,15 +67,14 @@ def test_filters_and_ranking(candidates_db):
 
 
 def test_relaxed_duplicates_are_listed_only_on_request(candidates_db, tmp_path):
-    from flows import candidates as cands
     from hpc.query import find_candidates
 
     ranked = find_candidates("qc", coll=candidates_db)
     best, twin = ranked[0]["candidate_id"], ranked[-1]["candidate_id"]  # TaB2 at -0.02 and at 0.12
     candidates_db.update_one({"candidate_id": twin}, {"$set": {"hull.duplicate_of": best}})
     assert [d["e_above_hull"] for d in find_candidates("qc", coll=candidates_db)] == [-0.02, -0.005, 0.01]
-    assert len(find_candidates("qc", coll=candidates_db, duplicates=True)) == 4
-    assert [d["candidate_id"] for d in cands.query(candidates_db, "qc", duplicates=True)] == [twin]
+    assert len(find_candidates("qc", coll=candidates_db, duplicates=None)) == 4
+    assert [d["candidate_id"] for d in find_candidates("qc", coll=candidates_db, duplicates=True)] == [twin]
     as_csv = _cli("qc", "--duplicates", "--format", "csv")
     assert as_csv.returncode == 0, as_csv.stderr
     rows = {r["candidate_id"]: r for r in csv.DictReader(io.StringIO(as_csv.stdout))}

@@ -20,7 +20,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from jobflow import Flow, Maker, Response, job
+from flow_helpers import fireworks_failures
+from jobflow import Flow, Response, job
+
+from flows.stages import Stage, StageMaker
 
 TESTS_DIR = Path(__file__).resolve().parent
 RLAUNCH = str(Path(sys.executable).with_name("crystalgen-rlaunch"))
@@ -67,31 +70,6 @@ def _structures() -> dict[str, dict]:
     return {"TaB": rocksalt.as_dict(), "TaB2": alb2.as_dict(), "BW": cscl.as_dict()}
 
 
-@job(name="generate")
-def toy_generate(campaign: str) -> Response:
-    """Insert the candidates and fan out one VASP relax per candidate plus the hull (from the GPU job)."""
-    from pymatgen.core import Structure
-
-    from flows import candidates as cands
-
-    docs = []
-    for structure in _structures().values():
-        s = Structure.from_dict(structure)
-        formula = s.composition.reduced_formula
-        condition = {"formula": formula, "spacegroup": s.get_space_group_info()[1], "formation_energy": 0.0,
-                     "scheme": "toy"}
-        cid = cands.candidate_id(campaign, condition, 0, 0)
-        docs.append({"candidate_id": cid, "campaign": campaign, "condition": condition, "sample_index": 0,
-                     "seed": 0, "model": {"checkpoint": "toy"}, "formula": formula,
-                     "chemsys": s.composition.chemical_system, "structure": structure})
-    coll = cands.collection()
-    cands.insert_generated(coll, [dict(d) for d in docs])
-    relaxes = [ToyVaspRelaxMaker(name=f"vasp relax {d['candidate_id']}").make(Structure.from_dict(d["structure"]),
-                                                                            d["candidate_id"]) for d in docs]
-    hull = toy_hull(campaign, [r.output for r in relaxes])
-    return Response(output=[d["candidate_id"] for d in docs], addition=Flow([*relaxes, hull], name="relax and hull"))
-
-
 def _relax_generator():
     from atomate2.vasp.sets.core import RelaxSetGenerator
 
@@ -99,64 +77,117 @@ def _relax_generator():
 
 
 @dataclass
-class ToyVaspRelaxMaker(Maker):
+class ToyVaspRelaxMaker(StageMaker):
     """Shaped like atomate2's RelaxMaker (INCAR in input_set_generator.user_incar_settings)."""
 
+    stage = Stage.RELAX
     name: str = "vasp relax"
     input_set_generator: object = field(default_factory=_relax_generator)
 
-    @job
     def make(self, structure, candidate_id: str):
+        relax = self.relax(structure, candidate_id)
+        relax.name = f"vasp relax {candidate_id}"
+        return self.tag(relax, [candidate_id])
+
+    @job
+    def relax(self, structure, candidate_id: str):
+        from atomate2.vasp.files import write_vasp_input_set
         from custodian import Custodian
         from custodian.vasp.handlers import VaspErrorHandler
         from custodian.vasp.jobs import VaspJob
         from pymatgen.core import Structure
-        from pymatgen.io.vasp import Oszicar
+        from pymatgen.io.vasp import Incar, Oszicar
 
         from flows import candidates as cands
-
-        from atomate2.vasp.files import write_vasp_input_set
-        from pymatgen.io.vasp import Incar
 
         write_vasp_input_set(structure, self.input_set_generator, potcar_spec=True)
         fake = [sys.executable, os.environ["FAKE_VASP_SCRIPT"]]
         Custodian([VaspErrorHandler()], [VaspJob(fake, auto_npar=False)], max_errors=1, polling_time_step=0.1).run()
         final = Structure.from_file("CONTCAR")
         energy = Oszicar("OSZICAR").final_energy / len(final)
+        incar = dict(Incar.from_file("INCAR"))
         cands.set_stage(cands.collection(), candidate_id, "relaxed", {
             "structure": final.as_dict(),
-            "relax": {"engine": "vasp (fake executable)", "is_dft": False, "energy_per_atom": energy,
-                      "incar": dict(Incar.from_file("INCAR"))},
+            "relax": {"engine": "vasp", "is_dft": False, "energy_per_atom": energy, "incar": incar},  # fake executable
         })
         return {"candidate_id": candidate_id, "energy_per_atom": energy, "formula": final.composition.reduced_formula}
 
 
-@job(name="hull")
-def toy_hull(campaign: str, relaxed: list) -> dict:
-    from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
-    from pymatgen.core import Composition
+@dataclass
+class ToyHullMaker(StageMaker):
+    stage = Stage.HULL
+    name: str = "hull"
 
-    from flows import candidates as cands
+    def make(self, relaxed):
+        return self.tag(self.rank(relaxed))
 
-    refs = [PDEntry(Composition(el), -9.0) for el in ("Ta", "W", "B")]
-    refs.append(PDEntry(Composition("TaB"), -9.09 * 2))
-    coll = cands.collection()
-    results = {}
-    for item in relaxed:
-        entry = PDEntry(Composition(item["formula"]), item["energy_per_atom"] * Composition(item["formula"]).num_atoms)
-        diagram = PhaseDiagram([r for r in refs if set(r.composition.elements) <= set(entry.composition.elements)])
-        decomposition, e_hull = diagram.get_decomp_and_e_above_hull(entry, allow_negative=True)
-        cands.set_stage(coll, item["candidate_id"], "hull", {
-            "e_above_hull": float(e_hull),
-            "hull": {"below_hull": bool(e_hull < -1e-6),
-                     "decomposition": {d.composition.reduced_formula: float(x) for d, x in decomposition.items()}},
-        })
-        results[item["candidate_id"]] = float(e_hull)
-    return results
+    @job
+    def rank(self, relaxed: list) -> dict:
+        from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
+        from pymatgen.core import Composition
+
+        from flows import candidates as cands
+
+        refs = [PDEntry(Composition(el), -9.0) for el in ("Ta", "W", "B")]
+        refs.append(PDEntry(Composition("TaB"), -9.09 * 2))
+        coll = cands.collection()
+        results = {}
+        for item in relaxed:
+            comp = Composition(item["formula"])
+            entry = PDEntry(comp, item["energy_per_atom"] * comp.num_atoms)
+            diagram = PhaseDiagram([r for r in refs if set(r.composition.elements) <= set(comp.elements)])
+            decomposition, e_hull = diagram.get_decomp_and_e_above_hull(entry, allow_negative=True)
+            cands.set_stage(coll, item["candidate_id"], "hull", {
+                "e_above_hull": float(e_hull),
+                "hull": {"below_hull": bool(e_hull < -1e-6), "chemsys": comp.chemical_system,
+                         "decomposition": {d.composition.reduced_formula: float(x) for d, x in decomposition.items()}},
+            })
+            results[item["candidate_id"]] = float(e_hull)
+        return results
+
+
+@dataclass
+class ToyGenerateMaker(StageMaker):
+    """Insert the candidates and fan out one VASP relax per candidate plus the hull (from the GPU job)."""
+
+    stage = Stage.GENERATE
+    name: str = "generate"
+    relax: ToyVaspRelaxMaker | None = None
+    hull: ToyHullMaker | None = None
+
+    def make(self):
+        return self.tag(self.generate())
+
+    @job
+    def generate(self) -> Response:
+        from flow_helpers import candidate_doc
+        from pymatgen.core import Structure
+
+        from flows import candidates as cands
+
+        docs = []
+        for structure in _structures().values():
+            s = Structure.from_dict(structure)
+            docs.append(candidate_doc(self.campaign, s.composition.reduced_formula, s.get_space_group_info()[1], 0.0,
+                                      structure=structure))
+        cands.insert_generated(cands.collection(), docs)
+        relaxes = [self.relax.make(Structure.from_dict(d.structure), d.candidate_id) for d in docs]
+        hull = self.hull.make([r.output for r in relaxes])
+        return Response(output=[d.candidate_id for d in docs], addition=Flow([*relaxes, hull], name="relax and hull"))
 
 
 def toy_campaign_flow() -> Flow:
-    return Flow([toy_generate(CAMPAIGN)], name=f"campaign {CAMPAIGN}")
+    from flows.resources import StageResources
+    from hpc.routing import manager_config
+
+    resources = StageResources()  # generate on gpu, relax and hull on cpu
+
+    def common(stage: Stage) -> dict:
+        return {"campaign": CAMPAIGN, "manager_config": manager_config(resources.of(stage))}
+
+    maker = ToyGenerateMaker(relax=ToyVaspRelaxMaker(**common(Stage.RELAX)), hull=ToyHullMaker(**common(Stage.HULL)),
+                             **common(Stage.GENERATE))
+    return Flow([maker.make()], name=f"campaign {CAMPAIGN}")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -196,15 +227,6 @@ def _cli(*args, timeout=120) -> subprocess.CompletedProcess:
     return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, env=env)
 
 
-def _failures(lpad) -> str:
-    """States, and stack traces of the fireworks that are FIZZLED now, for assertion messages."""
-    lines = [str({fw["name"]: fw["state"] for fw in lpad.fireworks.find({}, {"name": 1, "state": 1})})]
-    for fw in lpad.fireworks.find({"state": "FIZZLED"}, {"launches": 1}):
-        launch = lpad.launches.find_one({"launch_id": fw["launches"][-1]}) or {}
-        lines.append(str(((launch.get("action") or {}).get("stored_data") or {}).get("_exception", {}).get("_stacktrace")))
-    return "\n".join(lines)
-
-
 def _snapshot(db) -> dict:
     return {name: sorted((json.dumps(doc, sort_keys=True, default=str) for doc in db[name].find({}, {"_id": 0})))
             for name in ("fireworks", "launches", "workflows", "candidates", "fw_id_assigner")}
@@ -232,7 +254,7 @@ def test_gpu_and_cpu_workers_run_their_own_stages(cluster, settings):
 
     fws = list(lpad.fireworks.find({}, {"fw_id": 1, "state": 1, "spec": 1, "name": 1}))
     assert len(fws) == 1 + 3 + 1
-    assert {fw["state"] for fw in fws} == {"COMPLETED"}, _failures(lpad)
+    assert {fw["state"] for fw in fws} == {"COMPLETED"}, fireworks_failures(lpad)
     for fw in fws:  # dynamically added fireworks inherited campaign tag, category and priority
         assert fw["spec"]["crystalgen_campaign"] == CAMPAIGN
         expected = "gpu" if fw["spec"]["crystalgen_stage"] == "generate" else "cpu"
@@ -343,7 +365,6 @@ def test_real_campaign_flow_through_gpu_and_cpu_workers(cluster, settings, tmp_p
     from pymatgen.core import Lattice, Structure
 
     from crystalgen.db import launchpad
-    from flows.makers import CampaignMaker
     from hpc.submit import submit_campaign
 
     structures = [Structure(Lattice.cubic(3.22), ["Ta", "W"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
@@ -357,19 +378,19 @@ def test_real_campaign_flow_through_gpu_and_cpu_workers(cluster, settings, tmp_p
     }
     path = tmp_path / "campaign.yaml"
     path.write_text(yaml.safe_dump(campaign))
-    submit_campaign(path, maker=CampaignMaker(structures={"TaW": [s.as_dict() for s in structures]}))
+    submit_campaign(path, structures={"TaW": [s.as_dict() for s in structures]})
 
     cluster("gpu")  # references, generate and pre-relaxation (prerelax resources default to gpu)
     cluster("cpu")  # select, relax (MLIP stand-in) and hull
     lpad = launchpad()
     fws = list(lpad.fireworks.find({}, {"state": 1, "spec": 1, "name": 1, "fw_id": 1}))
-    assert {fw["state"] for fw in fws} == {"COMPLETED"}, _failures(lpad)
+    assert {fw["state"] for fw in fws} == {"COMPLETED"}, fireworks_failures(lpad)
     by_worker = {}
     stage = {fw["fw_id"]: fw["spec"]["crystalgen_stage"] for fw in fws}
     for launch in lpad.launches.find({}, {"fw_id": 1, "fworker": 1}):
         by_worker.setdefault(launch["fworker"]["name"], set()).add(stage[launch["fw_id"]])
-    assert by_worker["test-gpu-worker"] == {"generate", "prerelax"}
-    assert by_worker["test-cpu-worker"] >= {"relax", "hull"} and not by_worker["test-cpu-worker"] & {"generate"}
+    assert by_worker["test-gpu-worker"] == {"references", "generate", "prerelax"}
+    assert by_worker["test-cpu-worker"] == {"select", "relax", "hull"}
     rows = json.loads(_cli("candidates", "taw-fireworks", "--format", "json").stdout)
     assert len(rows) == 2 and all(isinstance(r["e_above_hull"], float) for r in rows)
 
@@ -404,17 +425,18 @@ def test_resubmit_fixes_a_failed_atomate2_vasp_relax_of_the_real_campaign(settin
     from crystalgen.db import launchpad, mongo_client
     from flows import candidates as cands
     from flows.conditions import expand_conditions
-    from flows.jobs import vasp_job_name, vasp_reference_job_name
-    from flows.makers import CampaignMaker
-    from flows.references import prerelax_references
+    from flows.makers import CampaignMaker, mlip_settings
+    from flows.makers.relax import vasp_job_name, vasp_reference_job_name
+    from flows.references import mlip_references, reference_source
     from hpc import resubmit as rs
-    from hpc.submit import campaign_dispatch, submit_flow
+    from hpc.routing import campaign_routing
+    from hpc.submit import submit_flow
 
     test_data = TESTS_DIR / "test_data" / "vasp"
     campaign = taw_campaign(name="taw-vasp-fw", samples_per_condition=2, relax={"engine": "vasp"})
     db = mongo_client()[settings.database]
-    hull = {"TaW": prerelax_references(campaign, db, progress=False).hull_formation_energy("TaW")}
-    (point,) = expand_conditions(campaign, hull)
+    refs = mlip_references(reference_source(campaign), mlip_settings(campaign)[0], db, progress=False)
+    (point,) = expand_conditions(campaign.grid, {"TaW": refs.hull_formation_energy("TaW")})
     ids = [cands.candidate_id(campaign.name, point.as_dict(), k, campaign.seed) for k in range(2)]
     folders = dict(zip((vasp_job_name(cid) for cid in ids), ("TaW_B2", "TaW_tP2"), strict=True))
     folders |= {vasp_reference_job_name(p): f"reference_{p}" for p in ("Ta", "W")}
@@ -435,10 +457,10 @@ def test_resubmit_fixes_a_failed_atomate2_vasp_relax_of_the_real_campaign(settin
 
     monkeypatch.setattr(vasp_base, "run_vasp", run_vasp)
     structures = [Structure.from_file(test_data / f / "inputs" / "POSCAR") for f in ("TaW_B2", "TaW_tP2")]
-    flow = CampaignMaker(structures={"TaW": [s.as_dict() for s in structures]}).make(campaign)
-    categories, queue = campaign_dispatch(campaign)
+    flow = CampaignMaker(structures={"TaW": [s.as_dict() for s in structures]},
+                         manager_configs=campaign_routing(campaign)).make(campaign)
     lpad = launchpad()
-    submit_flow(flow, campaign.name, lpad=lpad, categories=categories, queueadapter=queue)
+    submit_flow(flow, campaign.name, lpad=lpad)
     monkeypatch.chdir(tmp_path)
 
     def drain():
@@ -448,7 +470,7 @@ def test_resubmit_fixes_a_failed_atomate2_vasp_relax_of_the_real_campaign(settin
     drain()
     vasp_fw = lpad.fireworks.find_one({"name": failing})
     assert vasp_fw["state"] == "FIZZLED"
-    assert cands.get(cands.collection(), [ids[0]])[ids[0]]["stage"] == "failed"
+    assert cands.get(cands.collection(), [ids[0]])[ids[0]].stage == "failed"
 
     (planned,) = rs.plan(lpad, campaign.name)
     assert planned.candidate_id == ids[0] and planned.diagnosis.error_class.value == "zbrent"
@@ -456,10 +478,10 @@ def test_resubmit_fixes_a_failed_atomate2_vasp_relax_of_the_real_campaign(settin
     rs.apply(lpad, campaign.name, [planned])
     drain()
 
-    assert {fw["state"] for fw in lpad.fireworks.find({}, {"state": 1})} == {"COMPLETED"}, _failures(lpad)
+    assert {fw["state"] for fw in lpad.fireworks.find({}, {"state": 1})} == {"COMPLETED"}, fireworks_failures(lpad)
     docs = cands.get(cands.collection(), ids)
-    assert {d["stage"] for d in docs.values()} == {"hull"}
-    stages = [h["stage"] for h in docs[ids[0]]["history"]]
+    assert {d.stage for d in docs.values()} == {"hull"}
+    stages = [h.stage for h in docs[ids[0]].history]
     assert stages[-4:] == ["failed", "selected", "relaxed", "hull"]
     job = lpad.fireworks.find_one({"fw_id": vasp_fw["fw_id"]})["spec"]["_tasks"][0]["job"]
     incar = job["function"]["@bound"]["input_set_generator"]["user_incar_settings"]

@@ -68,25 +68,27 @@ def test_hull_job_refuses_mlip_energies_on_a_dft_hull(settings):
     """A vasp campaign with file references (declared PBE/500) and candidates relaxed by the MLIP."""
     from jobflow import run_locally
 
+    from flow_helpers import candidate_doc
+
     from crystalgen.db import job_store
     from flows import candidates as cands
     from flows.campaign import parse_campaign
-    from flows.jobs import campaign_to_dict, hull_job
+    from flows.makers import stage_makers
 
     campaign = parse_campaign({
         "name": "mixed", "compositions": ["TaW"], "spacegroups": [221], "energy_grid": {"count": 1},
         "relax": {"engine": "vasp"}, "references": {"file": str(TEST_DATA / "references.json"), "recompute": False},
     })
     coll = cands.collection()
-    cands.insert_generated(coll, [{"candidate_id": "c1", "campaign": "mixed", "formula": "TaW", "structure": None,
-                                   "condition": {"formula": "TaW", "spacegroup": 221, "formation_energy": 0.0}}])
-    cands.set_stage(coll, "c1", "relaxed", {"relax": {
+    doc = candidate_doc("mixed", "TaW", 221, 0.0)
+    cands.insert_generated(coll, [doc])
+    cands.set_stage(coll, doc.candidate_id, "relaxed", {"relax": {
         "engine": "mlip", "is_dft": False, "energy_per_atom": -12.4, "energy_source": energies.mlip_source("TensorNet")}})
-    job = hull_job(campaign_to_dict(campaign), ["c1"])
+    job = stage_makers(campaign).hull.make([doc.candidate_id])
     responses = run_locally(job, store=job_store(), log=False)
     assert not responses.get(job.uuid)
-    doc = cands.get(coll, ["c1"])["c1"]
-    assert doc["stage"] == "relaxed" and "e_above_hull" not in doc
+    stored = cands.get(coll, [doc.candidate_id])[doc.candidate_id]
+    assert stored.stage == "relaxed" and stored.e_above_hull is None
 
 
 def test_hull_plot_is_written(tmp_path):
@@ -97,7 +99,7 @@ def test_hull_plot_is_written(tmp_path):
 
 
 def test_candidates_that_relax_into_the_same_crystal_are_ranked_once():
-    from flows.jobs import relaxed_duplicates
+    from flows.dedupe import relaxed_duplicates
 
     tab2 = Structure(Lattice.hexagonal(3.1, 3.3), ["Ta", "B", "B"], [[0, 0, 0], [1 / 3, 2 / 3, 0.5], [2 / 3, 1 / 3, 0.5]])
     shifted_supercell = tab2.copy()
@@ -105,8 +107,7 @@ def test_candidates_that_relax_into_the_same_crystal_are_ranked_once():
     shifted_supercell.make_supercell([1, 1, 2])
     other_polymorph = Structure(Lattice.hexagonal(3.1, 6.6), ["Ta", "B", "B"], [[0, 0, 0], [1 / 3, 2 / 3, 0.1], [2 / 3, 1 / 3, 0.4]])
     tab = Structure(Lattice.cubic(3.0), ["Ta", "B"], [[0, 0, 0], [0.5, 0.5, 0.5]])
-    docs = [{"candidate_id": cid, "structure": s.as_dict()}
-            for cid, s in (("a", tab2), ("b", shifted_supercell), ("c", other_polymorph), ("d", tab), ("e", tab2))]
+    docs = [("a", tab2), ("b", shifted_supercell), ("c", other_polymorph), ("d", tab), ("e", tab2)]
     e_above_hull = {"a": 0.05, "b": 0.02, "c": 0.01, "d": 0.3, "e": 0.02}
     # b is the best of the TaB2 twins (ties broken by id: b before e); c and d are distinct crystals
     assert relaxed_duplicates(docs, e_above_hull) == {"a": "b", "e": "b"}

@@ -16,7 +16,7 @@ from pymatgen.io.vasp import Incar, Vasprun
 
 from flows import candidates as cands
 from flows.conditions import expand_conditions
-from flows.jobs import vasp_job_name, vasp_reference_job_name
+from flows.makers.relax import vasp_job_name, vasp_reference_job_name
 
 TEST_DATA = Path(__file__).parent / "test_data" / "vasp"
 FOLDERS = ["TaW_B2", "TaW_tP2"]
@@ -48,14 +48,14 @@ def test_vasp_relax_writes_paper_incar_and_hull_ranks_every_candidate(settings, 
     from jobflow import run_locally
 
     from crystalgen.db import job_store, mongo_client
-    from flows.makers import CampaignMaker
-    from flows.references import prerelax_references
+    from flows.makers import CampaignMaker, mlip_settings
+    from flows.references import mlip_references, reference_source
 
     campaign = _campaign()
     structures = [Structure.from_file(TEST_DATA / f / "inputs" / "POSCAR") for f in FOLDERS]
     db = mongo_client()[settings.database]
-    hull = {"TaW": prerelax_references(campaign, db, progress=False).hull_formation_energy("TaW")}
-    (point,) = expand_conditions(campaign, hull)
+    refs = mlip_references(reference_source(campaign), mlip_settings(campaign)[0], db, progress=False)
+    (point,) = expand_conditions(campaign.grid, {"TaW": refs.hull_formation_energy("TaW")})
     ids = [cands.candidate_id(campaign.name, point.as_dict(), k, campaign.seed) for k in range(2)]
     check = {"incar_settings": CHECKED_INCAR, "check_inputs": ["incar", "poscar", "potcar"], "clear_inputs": False}
     names = {vasp_job_name(cid): folder for cid, folder in zip(ids, FOLDERS, strict=True)}
@@ -73,15 +73,15 @@ def test_vasp_relax_writes_paper_incar_and_hull_ranks_every_candidate(settings, 
     coll = cands.collection()
     refs = {phase: _vasp_energy_per_atom(folder) for phase, folder in REFERENCE_FOLDERS.items()}
     docs = cands.get(coll, ids)
-    assert {d["stage"] for d in docs.values()} == {"hull"}
+    assert {d.stage for d in docs.values()} == {"hull"}
     for cid, folder in zip(ids, FOLDERS, strict=True):
         doc = docs[cid]
-        assert doc["relax"]["engine"] == "vasp" and doc["relax"]["is_dft"] is True
-        assert doc["relax"]["incar"]["ENCUT"] == 500
+        assert doc.relax.engine == "vasp" and doc.relax.is_dft is True
+        assert doc.relax.incar["ENCUT"] == 500
         energy = _vasp_energy_per_atom(folder)
-        assert doc["relax"]["energy_per_atom"] == pytest.approx(energy, abs=1e-6)
-        assert doc["e_above_hull"] == pytest.approx(energy - (refs["Ta"] + refs["W"]) / 2, abs=1e-6)
-        assert doc["hull"]["energy_source"]["ENCUT"] == 500.0
+        assert doc.relax.energy_per_atom == pytest.approx(energy, abs=1e-6)
+        assert doc.e_above_hull == pytest.approx(energy - (refs["Ta"] + refs["W"]) / 2, abs=1e-6)
+        assert doc.hull.energy_source["ENCUT"] == 500.0
 
 
 def test_written_incar_fails_fake_vasp_when_settings_differ(settings, fake_vasp, tmp_path, caplog):
@@ -91,11 +91,12 @@ def test_written_incar_fails_fake_vasp_when_settings_differ(settings, fake_vasp,
     from test_flows import taw_campaign
 
     from crystalgen.db import job_store
-    from flows.jobs import vasp_relax_maker
+    from flows.makers import stage_makers
 
     campaign = taw_campaign(relax={"engine": "vasp", "incar": {"ENCUT": 520}})
     structure = Structure.from_file(TEST_DATA / "TaW_B2" / "inputs" / "POSCAR")
-    job = vasp_relax_maker(campaign, name="vasp relax probe").make(structure)
+    job = stage_makers(campaign).relax.vasp.make(structure)
+    job.name = "vasp relax probe"
     fake_vasp({"vasp relax probe": "TaW_B2"}, {"vasp relax probe": {"incar_settings": CHECKED_INCAR,
                                                                        "check_inputs": ["incar"]}})
     responses = run_locally(job, store=job_store(), create_folders=True, root_dir=tmp_path)

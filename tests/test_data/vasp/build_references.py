@@ -78,7 +78,7 @@ def vasprun_xml(structure: Structure, energy: float) -> bytes:
     for t in types:
         rc = ET.SubElement(atomtypes, "rc")
         for text in (f" {symbols.count(t):3d}", f"{t:2s}", f" {Element(t).atomic_mass:16.8f}", "  5.00000000",
-                     f"  PAW_PBE {POTCARS[t]} 06Sep2000"):
+                     f"  PAW_PBE {POTCARS.get(t, t)} 06Sep2000"):
             ET.SubElement(rc, "c").text = text
     incar = root.find("incar")  # what VASP echoes of the INCAR it read (atomate2 reads it from here)
     for child in list(incar):
@@ -103,14 +103,18 @@ def vasprun_xml(structure: Structure, energy: float) -> bytes:
 
 
 def build(name: str, structure: Structure, energy_per_atom: float) -> None:
-    folder = HERE / name
+    write_fake_vasp_folder(HERE / name, structure, energy_per_atom)
+
+
+def write_fake_vasp_folder(folder: Path, structure: Structure, energy_per_atom: float) -> None:
+    """A reference folder for atomate2's fake_run_vasp: what our RelaxMaker writes and what "VASP" returns."""
     shutil.rmtree(folder, ignore_errors=True)
     (folder / "inputs").mkdir(parents=True)
     (folder / "outputs").mkdir()
     Incar(INCAR).write_file(folder / "inputs" / "INCAR")
     Poscar(structure).write_file(folder / "inputs" / "POSCAR")
     types = list(dict.fromkeys(site.specie.symbol for site in structure))
-    (folder / "inputs" / "POTCAR.spec").write_text("\n".join(POTCARS[t] for t in types) + "\n")
+    (folder / "inputs" / "POTCAR.spec").write_text("\n".join(POTCARS.get(t, t) for t in types) + "\n")
     outputs = {
         "vasprun.xml.gz": vasprun_xml(structure, energy_per_atom * len(structure)),
         "OUTCAR.gz": (ASE_VASP / "OUTCAR_example_1").read_bytes(),

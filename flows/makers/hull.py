@@ -1,0 +1,70 @@
+"""Hull stage: e_above_hull of every relaxed candidate against references from the same energy source."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from jobflow import job
+from pymatgen.core import Structure
+
+from flows import candidates as cands
+from flows.dedupe import relaxed_duplicates
+from flows.energies import MlipSettings
+from flows.references import ReferenceSet, ReferenceSource, mlip_references, stored_references, vasp_references
+from flows.schemas import CandidateState, HullRecord
+from flows.stages import Stage, StageMaker
+
+
+@dataclass
+class HullMaker(StageMaker):
+    """Rank the relaxed candidates on the convex hull of the reference phases.
+
+    The references' energies come from the candidates' own source: ``engine: mlip`` relaxes them
+    with the stand-in's ``mlip`` settings; ``vasp`` uses the campaign's VASP relaxations of them
+    (``recompute``) or the energies stored with them, which must then match or be accepted under
+    ``compatibility``.
+    """
+
+    stage = Stage.HULL
+    name: str = "hull"
+    engine: Literal["mlip", "vasp"] = "vasp"
+    references: ReferenceSource | None = None
+    mlip: MlipSettings | None = None
+    incar: dict[str, Any] | None = None
+    recompute: bool = True
+    compatibility: str | None = None
+
+    def make(self, candidate_ids, relax_outputs=None):
+        return self.tag(self.rank(candidate_ids, relax_outputs))
+
+    def reference_set(self, db, progress: bool = True) -> ReferenceSet:
+        if self.engine == "mlip":
+            return mlip_references(self.references, self.mlip, db, progress)
+        if self.recompute:
+            return vasp_references(self.references, self.incar, db)
+        return stored_references(self.references, db)
+
+    @job
+    def rank(self, candidate_ids: list[str], relax_outputs: list | None = None) -> dict[str, Any]:
+        """e_above_hull, decomposition, below-hull flag and twin of every relaxed candidate."""
+        from flows.hull import check_sources, e_above_hull
+
+        coll = cands.collection()
+        db = cands.database()
+        docs = cands.at_stage(coll, candidate_ids, CandidateState.RELAXED, CandidateState.RANKED)
+        refs = self.reference_set(db)
+        warnings = check_sources([d.relax.energy_source for d in docs], refs, self.compatibility)
+        results = e_above_hull([(d.candidate_id, d.formula, d.relax.energy_per_atom) for d in docs], refs)
+        twins = relaxed_duplicates([(d.candidate_id, Structure.from_dict(d.structure)) for d in docs],
+                                   {cid: r.e_above_hull for cid, r in results.items()})
+        for doc in docs:
+            res = results[doc.candidate_id]
+            record = HullRecord(decomposition=res.decomposition, below_hull=res.below_hull, chemsys=res.chemsys,
+                                reference_source=refs.label, energy_source=refs.energy_source, warnings=warnings,
+                                duplicate_of=twins.get(doc.candidate_id))
+            cands.set_stage(coll, doc.candidate_id, CandidateState.RANKED,
+                            {"e_above_hull": res.e_above_hull, "hull": record}, e_above_hull=res.e_above_hull)
+        unique = [cid for cid in results if cid not in twins]
+        return {"ranked": len(unique), "duplicates": len(twins), "below_hull": sum(results[c].below_hull for c in unique),
+                "reference_source": refs.label, "warnings": warnings}
