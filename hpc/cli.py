@@ -231,12 +231,12 @@ def init(
     try:
         options.validate()
         uri = mongo_uri(settings, start=False)
+        paths = render_cluster_files(options, settings, uri, out)
     except TemplateError as exc:
         fail(str(exc))
     except DatabaseUnavailable as exc:
         fail(f"{exc}\nhpc init writes the database URI into the launchpad file: configure mongodb_uri "
               "(a server the compute nodes can reach) or start the embedded one first")
-    paths = render_cluster_files(options, settings, uri, out)
     for kind, path in paths.items():
         console.print(f"{kind:>9}: {path}")
     if "127.0.0.1" in uri or "localhost" in uri:

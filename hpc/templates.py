@@ -5,6 +5,11 @@ The three files are the ones FireWorks itself reads with ``rlaunch -c DIR`` / ``
 ``CommonAdapter`` with our submit-script template (``hpc/templates/<SCHEDULER>_template.txt``,
 copied next to it) because the stock templates cannot request GPUs per node in one place and do
 not export the ``torchrun`` launcher that multi-GPU generation uses inside one firework.
+
+Secrets: ``my_launchpad.yaml`` holds the database URI with its password, so it, the qadapter
+and ``crystalgen_env.sh`` (the job's copy of the URI, sourced by ``pre_rocket``) are created
+owner-only (0600). Every value that goes into the job script is shell-quoted: a password, path or
+command with quotes, ``$(...)`` or backticks stays data on the compute node.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from crystalgen.db.private import write_private
 from crystalgen.settings import Settings, config_file
 
 SCHEDULERS = ("slurm", "pbs")
@@ -25,6 +31,7 @@ CATEGORIES = ("gpu", "cpu")
 LAUNCHERS = ("crystalgen-rlaunch", "rlaunch")
 WALLTIME_RE = re.compile(r"^(?:(\d+)-)?(\d{1,3}):([0-5]\d):([0-5]\d)$")
 TIMEOUT_MARGIN = 0.9  # stop pulling new fireworks after 90% of the allocation's walltime
+ENV_FILE = "crystalgen_env.sh"
 
 
 class TemplateError(ValueError):
@@ -98,31 +105,43 @@ def fworker_config(options: ClusterOptions) -> dict:
     }
 
 
-def _pre_rocket(options: ClusterOptions, settings: Settings, uri: str) -> str:
+def _quote(what: str, value: str | Path) -> str:
+    """``value`` as one shell word. FireWorks drops every script line holding ``$$``, so those are refused."""
+    if "$$" in str(value):
+        raise TemplateError(f"{what} {str(value)!r} contains '$$', which FireWorks' script template cannot hold")
+    return shlex.quote(str(value))
+
+
+def job_env(uri: str) -> str:
+    """``crystalgen_env.sh``: the database URI for the jobs, kept out of the (readable) job script."""
+    return ("# crystalgen job environment, sourced by pre_rocket in my_qadapter.yaml: holds the database password\n"
+            f"export CRYSTALGEN_MONGODB_URI={shlex.quote(uri)}\n")
+
+
+def _pre_rocket(options: ClusterOptions, settings: Settings, config_dir: Path) -> str:
     """Environment for the jobs: modules, venv, and the same crystalgen settings as the submitter."""
-    lines = [f"module load {module}" for module in options.modules]
+    lines = [f"module load {_quote('--module', module)}" for module in options.modules]
     if options.venv:
-        lines.append(f"source {Path(options.venv).expanduser() / 'bin' / 'activate'}")
+        lines.append(f"source {_quote('--venv', Path(options.venv).expanduser() / 'bin' / 'activate')}")
     if config_file().is_file():  # the jobs read the same settings file as the submitting user
-        lines.append(f"export CRYSTALGEN_CONFIG={config_file()}")
-    else:
-        lines.append(f"export CRYSTALGEN_MONGODB_URI='{uri}'")
+        lines.append(f"export CRYSTALGEN_CONFIG={_quote('settings file', config_file())}")
+    lines.append(f"source {_quote('--out', config_dir / ENV_FILE)}")  # the launchpad file's URI, as it is there
     lines += [
-        f"export CRYSTALGEN_DATABASE={settings.database}",
+        f"export CRYSTALGEN_DATABASE={_quote('database', settings.database)}",
         "export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-${NCPUS:-1}}",
         "export HF_HUB_OFFLINE=1",
     ]
-    lines += [f"export {key}={shlex.quote(value)}" for key, value in options.env.items()]
+    lines += [f"export {key}={_quote(f'--env {key}', value)}" for key, value in options.env.items()]
     if settings.vasp_cmd:
-        lines.append(f'export CRYSTALGEN_VASP_CMD="{settings.vasp_cmd}"')
-        lines.append(f'export ATOMATE2_VASP_CMD="{settings.vasp_cmd}"')
+        lines.append(f"export CRYSTALGEN_VASP_CMD={_quote('vasp_cmd', settings.vasp_cmd)}")
+        lines.append(f"export ATOMATE2_VASP_CMD={_quote('vasp_cmd', settings.vasp_cmd)}")
     return "\n".join(lines)
 
 
-def qadapter_config(options: ClusterOptions, settings: Settings, uri: str, config_dir: Path) -> dict:
+def qadapter_config(options: ClusterOptions, settings: Settings, config_dir: Path) -> dict:
     """``my_qadapter.yaml``: a CommonAdapter whose jobs run rapidfire until 90% of the walltime."""
     timeout = int(walltime_seconds(options.walltime) * TIMEOUT_MARGIN)
-    rocket = f"{options.launcher} -c {config_dir} rapidfire --timeout {timeout}"
+    rocket = f"{options.launcher} -c {_quote('--out', config_dir)} rapidfire --timeout {timeout}"
     config = {
         "_fw_name": "CommonAdapter",
         "_fw_q_type": options.scheduler.upper(),
@@ -132,7 +151,7 @@ def qadapter_config(options: ClusterOptions, settings: Settings, uri: str, confi
         "queue": options.queue,
         "account": options.account,
         "job_name": f"crystalgen-{options.category}",
-        "pre_rocket": _pre_rocket(options, settings, uri),
+        "pre_rocket": _pre_rocket(options, settings, config_dir),
         "post_rocket": None,
         "logdir": str(config_dir / "logs"),
     }
@@ -148,13 +167,14 @@ def qadapter_config(options: ClusterOptions, settings: Settings, uri: str, confi
 
 
 def _dump(path: Path, header: str, data: dict) -> None:
-    path.write_text(f"# {header}\n" + yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
+    write_private(path, f"# {header}\n" + yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
 
 
 def render_cluster_files(options: ClusterOptions, settings: Settings, uri: str, out_dir: Path) -> dict[str, Path]:
     """Write the configuration directory; returns {file kind: path}. Validates before writing."""
     options.validate()
     out_dir = Path(out_dir).expanduser().resolve()
+    qadapter = qadapter_config(options, settings, out_dir)  # refuses unquotable values before anything exists
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "logs").mkdir(exist_ok=True)
     template_name = f"{options.scheduler.upper()}_template.txt"
@@ -163,12 +183,14 @@ def render_cluster_files(options: ClusterOptions, settings: Settings, uri: str, 
         "fworker": out_dir / "my_fworker.yaml",
         "qadapter": out_dir / "my_qadapter.yaml",
         "template": out_dir / template_name,
+        "env": out_dir / ENV_FILE,
     }
     _dump(paths["launchpad"], "FireWorks LaunchPad: the crystalgen database (rlaunch/qlaunch/lpad -l this file)",
           launchpad_config(settings, uri))
     _dump(paths["fworker"], f"FireWorks FWorker: pulls only fireworks with spec._category == {options.category!r}",
           fworker_config(options))
     _dump(paths["qadapter"], f"FireWorks CommonAdapter ({options.scheduler.upper()}, {options.category}); "
-          f"qlaunch -c {out_dir} rapidfire", qadapter_config(options, settings, uri, out_dir))
+          f"qlaunch -c {out_dir} rapidfire", qadapter)
+    write_private(paths["env"], job_env(uri))
     shutil.copyfile(files("hpc") / "templates" / template_name, paths["template"])
     return paths

@@ -24,7 +24,8 @@ from crystalgen.settings import get_settings
 
 @pytest.fixture(scope="session")
 def db_server(tmp_path_factory):
-    """One SecantusDB process for the whole session, on a free port, storage in a temp dir."""
+    """One SecantusDB process for the whole session, on a free port, storage in a temp dir, login
+    required (as the embedded server always does): every DB test goes through authentication."""
     storage = tmp_path_factory.mktemp("secantus")
     state = server.launch(storage, log_path=storage / "server.log")
     yield state

@@ -33,7 +33,7 @@ def test_db_start_status_stop_lifecycle(tmp_path):
         status = _run_cli(["db", "status"], env)
         assert status.returncode == 0 and "answers ping" in status.stdout
         uri = _run_cli(["db", "uri"], env).stdout.strip()
-        assert uri.startswith("mongodb://127.0.0.1:")
+        assert uri.startswith("mongodb://crystalgen:") and "@127.0.0.1:" in uri
     finally:
         stopped = _run_cli(["db", "stop"], env)
     assert stopped.returncode == 0 and "stopped" in stopped.stdout
@@ -59,6 +59,14 @@ def test_embedded_data_survive_restart(tmp_path, monkeypatch):
     finally:
         server.stop(get_settings().data_dir)
         get_settings.cache_clear()
+
+
+def test_session_server_requires_login(db_server):
+    from pymongo import MongoClient
+    from pymongo.errors import OperationFailure
+
+    with pytest.raises(OperationFailure, match="requires authentication"):
+        MongoClient("127.0.0.1", db_server.port, serverSelectionTimeoutMS=3000).cg.things.find_one()
 
 
 def test_bad_uri_gives_clear_error_and_nonzero_exit(tmp_path):

@@ -89,3 +89,67 @@ def test_env_without_a_value_is_refused(tmp_path):
     result = _init(tmp_path / "cfg", "--env", "MATGL_BACKEND")
     assert result.returncode == 1 and "--env 'MATGL_BACKEND': use KEY=VALUE" in result.stderr + result.stdout
     assert not (tmp_path / "cfg").exists()
+
+
+# what a user may type raw into a URI's password (pymongo needs only :/?#[]@ escaped)
+HOSTILE = "it's a `touch tick` $(touch dollar) \"q\" pa ss;touch semi"
+
+
+def _run_pre_rocket(pre_rocket: str, cwd, printed: list[str]) -> list[str]:
+    """Run the job's environment set-up in bash (``module`` stubbed) and return the named variables."""
+    stub = 'module() { printf "%s\\n" "$@" > "$HOME/module-args"; }\n'
+    dump = "\n" + " ".join(["printf '%s\\0'", *[f'"${{{name}}}"' for name in printed]])
+    done = subprocess.run(["bash", "-c", stub + pre_rocket + dump], cwd=cwd, capture_output=True, timeout=30,
+                          env={"PATH": os.environ["PATH"], "HOME": str(cwd.parent)})
+    assert done.returncode == 0, done.stderr
+    return done.stdout.decode().split("\0")[:-1]
+
+
+def test_hostile_values_stay_data_in_the_job_and_secrets_are_owner_only(tmp_path, monkeypatch):
+    from fireworks import LaunchPad
+    from fireworks.user_objects.queue_adapters.common_adapter import CommonAdapter
+
+    from crystalgen.settings import Settings
+    from hpc.templates import ClusterOptions, render_cluster_files
+
+    markers = tmp_path / "markers"  # the job runs here: any command that executes leaves a file
+    markers.mkdir()
+    password = HOSTILE
+    uri = f"mongodb://crystalgen:{password}@db.example.org:27017/?authSource=admin"
+    vasp_cmd = HOSTILE.replace("it's", "srun vasp_std")
+    venv = tmp_path / "venv $(touch dollar) it's"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "activate").write_text("export ACTIVATED=yes\n")
+    monkeypatch.setenv("CRYSTALGEN_CONFIG", str(tmp_path / "none.yaml"))
+    settings = Settings(vasp_cmd=vasp_cmd, database="db'name", mongodb_uri=uri)
+    options = ClusterOptions(modules=["cuda/12.4 $(touch x)"], venv=str(venv), env={"EXTRA": password})
+
+    previous = os.umask(0o022)
+    try:
+        paths = render_cluster_files(options, settings, uri, tmp_path / "cfg")
+    finally:
+        os.umask(previous)
+
+    for kind in ("launchpad", "qadapter", "env"):
+        assert paths[kind].stat().st_mode & 0o777 == 0o600, kind
+    assert password not in paths["qadapter"].read_text()  # the job script only sources the 0600 env file
+    assert LaunchPad.from_file(str(paths["launchpad"])).host == uri
+
+    qadapter = CommonAdapter.from_file(str(paths["qadapter"]))
+    assert qadapter["pre_rocket"] in qadapter.get_script_str(str(tmp_path))  # FireWorks dropped no line
+    names = ["CRYSTALGEN_MONGODB_URI", "CRYSTALGEN_VASP_CMD", "ATOMATE2_VASP_CMD", "CRYSTALGEN_DATABASE",
+             "EXTRA", "ACTIVATED"]
+    values = _run_pre_rocket(qadapter["pre_rocket"], markers, names)
+    assert values == [uri, vasp_cmd, vasp_cmd, "db'name", password, "yes"]
+    assert (tmp_path / "module-args").read_text() == "load\ncuda/12.4 $(touch x)\n"
+    assert list(markers.iterdir()) == []
+
+
+def test_a_value_fireworks_would_drop_is_refused_before_writing(tmp_path, monkeypatch):
+    from crystalgen.settings import Settings
+    from hpc.templates import ClusterOptions, TemplateError, render_cluster_files
+
+    monkeypatch.setenv("CRYSTALGEN_CONFIG", str(tmp_path / "none.yaml"))
+    with pytest.raises(TemplateError, match=r"--venv .* contains '\$\$'"):
+        render_cluster_files(ClusterOptions(venv="/opt/$$venv"), Settings(), "mongodb://h/", tmp_path / "cfg")
+    assert not (tmp_path / "cfg").exists()

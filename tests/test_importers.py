@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from crystalgen.data.dataset import read_dataset
 from crystalgen.data.importers import (
+    AFLOW_COLUMNS,
     ImporterError,
     import_aflow,
     import_cdvae,
@@ -230,3 +231,41 @@ def test_cli_bad_input_exits_1(app, tmp_path):
     not_dataset.write_text("hello\n")
     result = runner.invoke(app, ["data", "stats", str(not_dataset)])
     assert result.exit_code == 1 and "not a crystalgen dataset" in result.output
+
+
+def _binary_file(path: Path) -> Path:
+    path.write_bytes(bytes(range(256)) * 8)  # NUL bytes and invalid UTF-8, like any binary
+    return path
+
+
+def _header_only(path: Path, columns) -> Path:
+    path.write_text(",".join(columns) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("kind, make, message", [
+    ("cdvae", lambda p: _binary_file(p / "bin.csv"), "not a UTF-8 text CSV file"),
+    ("aflow", lambda p: _binary_file(p / "bin.csv"), "cannot read table"),
+    ("cdvae", lambda p: _header_only(p / "head.csv", ["material_id", "cif", "formation_energy_per_atom"]),
+     "no data rows (columns: ['material_id', 'cif', 'formation_energy_per_atom'])"),
+    ("aflow", lambda p: _header_only(p / "head.csv", AFLOW_COLUMNS), "no data rows (columns: ['pretty_formula'"),
+])
+def test_cli_binary_or_header_only_input_is_named_and_writes_nothing(app, tmp_path, kind, make, message):
+    source = make(tmp_path)
+    out = tmp_path / "o.jsonl"
+    result = CliRunner().invoke(app, ["data", "import", kind, str(source), str(out)])
+    assert result.exit_code == 1, result.output
+    assert f"error: {source}: {message}" in " ".join(result.output.split())
+    assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
+    assert not out.exists()
+
+
+def test_cli_binary_energy_table_is_named(app, tmp_path):
+    structures = tmp_path / "structures"
+    structures.mkdir()
+    Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(filename=str(structures / "a.cif"))
+    table = _binary_file(tmp_path / "energies.csv")
+    result = CliRunner().invoke(app, ["data", "import", "directory", str(structures), str(tmp_path / "o.jsonl"),
+                                      "--energies", str(table)])
+    assert result.exit_code == 1 and f"{table}: not a UTF-8 text CSV file" in " ".join(result.output.split())
+    assert not (tmp_path / "o.jsonl").exists()

@@ -247,3 +247,34 @@ def test_shipped_demo_checkpoint_samples_a_perovskite():
     assert path.stat().st_size < 10 * 2**20
     samples = sample_structures(None, CONDITIONS[:1], samples_per_condition=2, steps=5, device="cpu")
     assert len(samples) == 2 and samples[0].checkpoint == str(path)
+
+
+@pytest.mark.parametrize("energy", ["nan", "inf", "-inf"])
+def test_cli_sample_refuses_a_non_finite_energy(tmp_path, energy):
+    from typer.testing import CliRunner
+
+    from crystalgen.cli import _register_core, app
+
+    _register_core()
+    out = tmp_path / "nan.jsonl"
+    result = CliRunner().invoke(app, ["sample", "--formula", "SrTiO3", "--spg", "221", "--energy", energy,
+                                      "--out", str(out), "--device", "cpu"])
+    assert result.exit_code == 1, result.output
+    assert f"--energy must be a finite number (eV/atom), got {float(energy)}" in result.output
+    assert not out.exists()
+
+
+def test_cli_sample_refuses_a_non_finite_energy_in_a_conditions_file(tmp_path):
+    from typer.testing import CliRunner
+
+    from crystalgen.cli import _register_core, app
+
+    _register_core()
+    conditions = tmp_path / "conditions.yaml"
+    conditions.write_text("- {formula: SrTiO3, spacegroup: 221, formation_energy: -0.3}\n"
+                          "- {formula: SrTiO3, spacegroup: 221, formation_energy: .nan}\n")
+    out = tmp_path / "nan.jsonl"
+    result = CliRunner().invoke(app, ["sample", "--conditions", str(conditions), "--out", str(out), "--device", "cpu"])
+    assert result.exit_code == 1, result.output
+    assert f"{conditions}: condition 2 formation_energy must be a finite number" in " ".join(result.output.split())
+    assert not out.exists()

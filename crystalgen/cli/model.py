@@ -46,6 +46,16 @@ def train_command(
         typer.echo(f"checkpoint: {path}")
 
 
+def _require_finite_energies(conds, conditions_file: Optional[Path]) -> None:
+    """NaN/inf would flow into the model as a condition and come out as garbage samples: refuse first."""
+    import math
+
+    for i, cond in enumerate(conds):
+        if not math.isfinite(cond.formation_energy):
+            where = f"{conditions_file}: condition {i + 1} formation_energy" if conditions_file else "--energy"
+            fail(f"sample: {where} must be a finite number (eV/atom), got {cond.formation_energy}")
+
+
 def sample_command(
     formula: Optional[str] = typer.Option(None, help="cell composition, e.g. Ta2B4 (6 sites)"),
     spg: Optional[int] = typer.Option(None, help="space group number 1..230"),
@@ -80,6 +90,7 @@ def sample_command(
 
                 init = Structure.from_file(initial).as_dict()
             conds = [Condition(formula=formula, spacegroup=spg, formation_energy=energy, initial_structure=init)]
+        _require_finite_energies(conds, conditions)
         import torch
 
         from crystalgen.distributed import init_distributed

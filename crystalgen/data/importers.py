@@ -184,11 +184,23 @@ def _collect(
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
+    """The data rows of a UTF-8 CSV; a binary file or a header without rows is an ImporterError."""
     if not path.is_file():
         raise ImporterError(f"{path}: no such file")
     csv.field_size_limit(2**31 - 1)
-    with open(path, newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            rows, columns = list(reader), reader.fieldnames
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ImporterError(f"{path}: not a UTF-8 text CSV file ({exc})") from None
+    return _with_rows(rows, columns, path)
+
+
+def _with_rows(rows: list[dict[str, Any]], columns: Iterable[str] | None, path: Path) -> list[dict[str, Any]]:
+    if not rows:
+        raise ImporterError(f"{path}: no data rows (columns: {list(columns) if columns else []})")
+    return rows
 
 
 def _pick_energy_column(
@@ -220,7 +232,7 @@ def import_cdvae(
     """CDVAE CSV: one CIF per row in ``cif``; the energy column is detected unless given."""
     path = Path(path)
     rows = _read_csv(path)
-    columns = rows[0].keys() if rows else []
+    columns = rows[0].keys()
     if "cif" not in columns:
         raise ImporterError(f"{path}: no 'cif' column (columns: {list(columns)})")
     energy_column, kind = _pick_energy_column(columns, energy_column, energy_kind, path)
@@ -331,16 +343,16 @@ def _read_table(path: Path) -> list[dict[str, Any]]:
             frame = pd.read_csv(path)
         else:
             raise ImporterError(f"{path}: expected a .csv or .json file")
-    except ValueError as exc:
+    except ValueError as exc:  # UnicodeDecodeError (a binary file) is one
         raise ImporterError(f"{path}: cannot read table ({exc})") from exc
-    return frame.to_dict(orient="records")
+    return _with_rows(frame.to_dict(orient="records"), list(frame.columns), path)
 
 
 def import_aflow(path: str | Path, id_column: str = "auid", track: Track = _no_track) -> ImportResult:
     """AFLOW dataframe (CSV or JSON) with the paper's columns (``AFLOW_COLUMNS``)."""
     path = Path(path)
     rows = _read_table(path)
-    columns = set(rows[0]) if rows else set()
+    columns = set(rows[0])
     missing = [c for c in AFLOW_COLUMNS if c not in columns]
     if missing:
         raise ImporterError(f"{path}: missing AFLOW column(s) {missing}")
@@ -405,7 +417,7 @@ def import_directory(
     column = None
     if energy_table is not None:
         rows = _read_csv(Path(energy_table))
-        if not rows or id_column not in rows[0]:
+        if id_column not in rows[0]:
             raise ImporterError(f"{energy_table}: no {id_column!r} column")
         column, kind = _pick_energy_column(rows[0].keys(), energy_column, energy_kind, Path(energy_table))
         if column is None:

@@ -1,5 +1,13 @@
-"""Database access: the embedded server's lifecycle and the one connection factory."""
+"""Database access: the embedded server's lifecycle, the one connection factory, URI redaction."""
 
-from crystalgen.db.connect import DatabaseUnavailable, job_store, launchpad, mongo_client, mongo_uri
+from crystalgen.db.connect import (
+    DatabaseUnavailable,
+    database_errors,
+    job_store,
+    launchpad,
+    mongo_client,
+    mongo_uri,
+)
+from crystalgen.db.private import redact
 
-__all__ = ["DatabaseUnavailable", "job_store", "launchpad", "mongo_client", "mongo_uri"]
+__all__ = ["DatabaseUnavailable", "database_errors", "job_store", "launchpad", "mongo_client", "mongo_uri", "redact"]

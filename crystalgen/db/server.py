@@ -1,132 +1,107 @@
-"""Lifecycle of the embedded MongoDB wire-protocol server (SecantusDB).
+"""Lifecycle of the embedded MongoDB wire-protocol server (SecantusDB) for one ``data_dir``.
 
-The server always runs as a separate process (``secantusd-py``; it is GPL-licensed and never
-imported here), bound to 127.0.0.1, with its storage under ``<data_dir>/db``. Its pid and port go
-to ``<data_dir>/db/server.json`` so ``status`` and ``stop`` from any later process can find it.
+Everything lives in ``<data_dir>/db`` (0700): the storage, ``credentials.json`` (the server's
+user, 0600), ``server.log`` and ``server.json``, which records which process the server is (pid,
+start time, command line) and its port so that ``status`` and ``stop`` from any later process can
+find it and never mistake another process that later got the same pid for it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
-HOST = "127.0.0.1"
-START_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 15.0
+from crystalgen.db import credentials as creds_mod
+from crystalgen.db.identity import identity_of
+from crystalgen.db.launcher import (  # noqa: F401 - launch/terminate/answers_ping are this module's API too
+    HOST,
+    CredentialsRejected,
+    ServerError,
+    ServerState,
+    answers_ping,
+    free_port,
+    launch,
+    terminate,
+)
+from crystalgen.db.private import private_dir, write_private
+
+RUNNING, GONE, FOREIGN = "running", "gone", "foreign"
+
+# the embedded server each data_dir's clients in this process were handed (see crystalgen.db.connect)
+_in_use: dict[Path, ServerState] = {}
 
 
-class ServerError(RuntimeError):
-    """The embedded server could not be started, found or stopped."""
+class ForeignProcess(ServerError):
+    """The state file names a live process that is not (or cannot be shown to be) our server."""
 
 
-@dataclass
-class ServerState:
-    pid: int
-    port: int
-    storage_path: str
-    log_path: str
-
-    @property
-    def uri(self) -> str:
-        return f"mongodb://{HOST}:{self.port}/?retryWrites=false"
+def db_dir(data_dir: Path) -> Path:
+    return Path(data_dir) / "db"
 
 
 def state_file(data_dir: Path) -> Path:
-    return data_dir / "db" / "server.json"
+    return db_dir(data_dir) / "server.json"
+
+
+def credentials_file(data_dir: Path) -> Path:
+    return db_dir(data_dir) / "credentials.json"
 
 
 def read_state(data_dir: Path) -> ServerState | None:
-    path = state_file(data_dir)
-    if not path.is_file():
+    """The recorded server with the stored login, or None without a readable state file."""
+    try:
+        state = ServerState(**json.loads(state_file(data_dir).read_text()))
+    except (FileNotFoundError, ValueError, TypeError):
         return None
-    try:
-        return ServerState(**json.loads(path.read_text()))
-    except (ValueError, TypeError):
-        return None
+    stored = creds_mod.load(credentials_file(data_dir))
+    if stored is not None:
+        state.username, state.password = stored.username, stored.password
+    return state
 
 
-def is_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child of ours counts as dead
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == 0
-    except ChildProcessError:
-        return True
+def inspect(data_dir: Path) -> tuple[ServerState | None, str]:
+    """(recorded state, RUNNING | GONE | FOREIGN); GONE also when nothing is recorded."""
+    state = read_state(data_dir)
+    if state is None:
+        return None, GONE
+    current = identity_of(state.pid)
+    if current is None:
+        return state, GONE
+    return state, RUNNING if state.is_process(current) else FOREIGN
 
 
-def answers_ping(port: int, timeout_ms: int = 1000) -> bool:
-    from pymongo import MongoClient
-    from pymongo.errors import PyMongoError
-
-    client = MongoClient(HOST, port, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms)
-    try:
-        client.admin.command("ping")
-        return True
-    except PyMongoError:
-        return False
-    finally:
-        client.close()
+def foreign_message(data_dir: Path, state: ServerState) -> str:
+    current = identity_of(state.pid)
+    now = current.describe() if current else "nothing"
+    if state.start_time is None:
+        why = "the state file (written by an older crystalgen) does not say which process the server was"
+    else:
+        why = "that process is not the database server crystalgen started"
+    return (f"{state_file(data_dir)} names pid {state.pid}, which now runs `{now}`, but {why}; leaving it alone. "
+            f"If the database server is no longer running, delete {state_file(data_dir)}.")
 
 
 def running_state(data_dir: Path) -> ServerState | None:
-    """The recorded server if its process is still alive, else None."""
-    state = read_state(data_dir)
-    if state is not None and is_alive(state.pid):
-        return state
-    return None
+    """The recorded server if that very process still runs, else None.
+
+    Raises ForeignProcess for a live pid recorded without a process identity (an older state
+    file): it may be our server still holding the storage, so nothing may start beside it.
+    """
+    state, status = inspect(data_dir)
+    if status == FOREIGN and state.start_time is None:
+        raise ForeignProcess(foreign_message(data_dir, state))
+    return state if status == RUNNING else None
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def _server_executable() -> str:
-    beside_python = Path(sys.executable).with_name("secantusd-py")
-    if beside_python.exists():
-        return str(beside_python)
-    found = shutil.which("secantusd-py")
-    if not found:
-        raise ServerError("secantusd-py not found: install the project (pip install -e .) to get SecantusDB")
-    return found
-
-
-def launch(storage_path: str | Path, port: int | None = None, log_path: Path | None = None) -> ServerState:
-    """Start a server process in its own session and wait until it answers ping."""
-    port = port or free_port()
-    storage = str(storage_path)
-    if storage != ":memory:":
-        Path(storage).mkdir(parents=True, exist_ok=True)
-    log_path = log_path or Path(os.devnull)
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [_server_executable(), "--host", HOST, "--port", str(port), "--storage-path", storage,
-             "--standalone", "--log-level", "WARNING"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-        )
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise ServerError(f"database server exited with code {proc.returncode} on start; see {log_path}")
-        if answers_ping(port, timeout_ms=300):
-            return ServerState(pid=proc.pid, port=port, storage_path=storage, log_path=str(log_path))
-        time.sleep(0.2)
-    terminate(proc.pid)
-    raise ServerError(f"database server did not answer on {HOST}:{port} within {START_TIMEOUT_S:.0f} s; see {log_path}")
+def _tighten(directory: Path) -> None:
+    """Owner-only modes for what older crystalgen versions created world-readable (755/644)."""
+    for root, dirs, files in os.walk(directory):
+        for name, mode in [(d, 0o700) for d in dirs] + [(f, 0o600) for f in files]:
+            path = Path(root) / name
+            if not path.is_symlink() and path.stat().st_mode & 0o077:
+                path.chmod(mode)
 
 
 def start(data_dir: Path, port: int | None = None) -> tuple[ServerState, bool]:
@@ -134,47 +109,52 @@ def start(data_dir: Path, port: int | None = None) -> tuple[ServerState, bool]:
     state = running_state(data_dir)
     if state is not None:
         return state, False
-    db_dir = data_dir / "db"
-    db_dir.mkdir(parents=True, exist_ok=True)
-    lock = db_dir / "start.lock"
-    import fcntl  # serialise concurrent starts from several processes on one node
-
-    with open(lock, "w") as lock_fh:
-        fcntl.flock(lock_fh, fcntl.LOCK_EX)
+    directory = private_dir(db_dir(data_dir))
+    _tighten(directory)
+    lock_fd = os.open(directory / "start.lock", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:  # serialise concurrent starts from several processes on one node
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
         state = running_state(data_dir)
         if state is not None:
             return state, False
-        state = launch(db_dir / "storage", port=port, log_path=db_dir / "server.log")
-        tmp = state_file(data_dir).with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(state), indent=2))
-        os.replace(tmp, state_file(data_dir))
+        path = credentials_file(data_dir)
+        login = creds_mod.load(path)
+        if login is None:  # first start (or a reset): saved before the user exists, so a crash cannot lose it
+            login = creds_mod.generate()
+            creds_mod.save(path, login)
+        try:
+            state = launch(directory / "storage", port=port, log_path=directory / "server.log", credentials=login)
+        except CredentialsRejected as exc:
+            raise ServerError(f"{exc}; delete {path} and start again to reset the password") from exc
+        if not login.provisioned:
+            creds_mod.save(path, login.provisioned_copy())
+        write_private(state_file(data_dir), json.dumps(state.recorded(), indent=2))
         return state, True
-
-
-def terminate(pid: int) -> None:
-    """SIGTERM, then SIGKILL after a grace period."""
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if not is_alive(pid):
-            return
-        time.sleep(0.1)
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    finally:
+        os.close(lock_fd)
 
 
 def stop(data_dir: Path) -> ServerState | None:
-    """Stop the recorded server by its pid. Returns the stopped state, or None if none was running."""
-    state = read_state(data_dir)
+    """Stop the recorded server. Returns it, or None if none was running.
+
+    Raises ForeignProcess, signalling nothing, when the recorded pid is now another process.
+    """
+    state, status = inspect(data_dir)
+    if status == FOREIGN:
+        raise ForeignProcess(foreign_message(data_dir, state))
+    _in_use.pop(Path(data_dir), None)
     if state is None:
         return None
-    was_running = is_alive(state.pid)
-    if was_running:
-        terminate(state.pid)
+    if status == RUNNING:
+        terminate(state.pid, identity_of(state.pid))
     state_file(data_dir).unlink(missing_ok=True)
-    return state if was_running else None
+    return state if status == RUNNING else None
+
+
+def pin(data_dir: Path, state: ServerState) -> None:
+    """Remember that this process's clients talk to ``state``'s server."""
+    _in_use[Path(data_dir)] = state
+
+
+def pinned(data_dir: Path) -> ServerState | None:
+    return _in_use.get(Path(data_dir))
