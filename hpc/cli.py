@@ -21,11 +21,6 @@ class Scheduler(str, Enum):
     pbs = "pbs"
 
 
-class Category(str, Enum):
-    gpu = "gpu"
-    cpu = "cpu"
-
-
 class Launcher(str, Enum):
     crystalgen_rlaunch = "crystalgen-rlaunch"
     rlaunch = "rlaunch"
@@ -200,8 +195,10 @@ def resubmit(
 @hpc_app.command("init")
 def init(
     scheduler: Scheduler = typer.Option(Scheduler.slurm, "--scheduler", help="slurm or pbs"),
-    category: Category = typer.Option(Category.gpu, "--category", help="gpu (generation) or cpu (relax, hull)"),
-    gpus: int = typer.Option(1, "--gpus", min=1, help="GPUs per node (gpu category): torchrun --nproc_per_node"),
+    category: str = typer.Option("gpu", "--category", help="FireWorks category this worker pulls: the category a "
+                                 "campaign's resources give the stages it should run (e.g. gpu, cpu, gpu-a100)"),
+    gpus: int = typer.Option(None, "--gpus", min=0, help="GPUs per node to request; default 1 for a category whose "
+                             "name starts with 'gpu', else 0"),
     cpus: int = typer.Option(16, "--cpus", min=1, help="CPU cores per job"),
     nodes: int = typer.Option(1, "--nodes", min=1),
     walltime: str = typer.Option("24:00:00", "--walltime", help="HH:MM:SS or D-HH:MM:SS"),
@@ -223,7 +220,9 @@ def init(
 
     if bad := [item for item in env if "=" not in item]:
         fail(f"--env {bad[0]!r}: use KEY=VALUE")
-    options = ClusterOptions(scheduler=scheduler.value, category=category.value, gpus=gpus, cpus=cpus, nodes=nodes,
+    if gpus is None:
+        gpus = 1 if category.startswith("gpu") else 0
+    options = ClusterOptions(scheduler=scheduler.value, category=category, gpus=gpus, cpus=cpus, nodes=nodes,
                              walltime=walltime, queue=queue, account=account, mem=mem, modules=list(module),
                              venv=str(venv) if venv else None, env=dict(item.split("=", 1) for item in env),
                              launcher=launcher.value)

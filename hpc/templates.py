@@ -25,9 +25,9 @@ import yaml
 
 from crystalgen.db.private import write_private
 from crystalgen.settings import Settings, config_file
+from flows.resources import CATEGORY_PATTERN
 
 SCHEDULERS = ("slurm", "pbs")
-CATEGORIES = ("gpu", "cpu")
 LAUNCHERS = ("crystalgen-rlaunch", "rlaunch")
 WALLTIME_RE = re.compile(r"^(?:(\d+)-)?(\d{1,3}):([0-5]\d):([0-5]\d)$")
 TIMEOUT_MARGIN = 0.9  # stop pulling new fireworks after 90% of the allocation's walltime
@@ -53,7 +53,7 @@ class ClusterOptions:
 
     scheduler: str = "slurm"
     category: str = "gpu"
-    gpus: int = 1
+    gpus: int = 0
     cpus: int = 16
     nodes: int = 1
     walltime: str = "24:00:00"
@@ -70,11 +70,13 @@ class ClusterOptions:
     def validate(self) -> None:
         if self.scheduler not in SCHEDULERS:
             raise TemplateError(f"scheduler {self.scheduler!r} is not one of {', '.join(SCHEDULERS)}")
-        if self.category not in CATEGORIES:
-            raise TemplateError(f"category {self.category!r} is not one of {', '.join(CATEGORIES)}")
+        if not re.match(CATEGORY_PATTERN, self.category):
+            raise TemplateError(f"category {self.category!r} is not a FireWorks category name (letters, digits, _.:+-)")
         if self.launcher not in LAUNCHERS:
             raise TemplateError(f"launcher {self.launcher!r} is not one of {', '.join(LAUNCHERS)}")
-        for name in ("gpus", "cpus", "nodes"):
+        if self.gpus < 0:
+            raise TemplateError(f"gpus must be >= 0, got {self.gpus}")
+        for name in ("cpus", "nodes"):
             if getattr(self, name) < 1:
                 raise TemplateError(f"{name} must be >= 1, got {getattr(self, name)}")
         walltime_seconds(self.walltime)
@@ -155,7 +157,7 @@ def qadapter_config(options: ClusterOptions, settings: Settings, config_dir: Pat
         "post_rocket": None,
         "logdir": str(config_dir / "logs"),
     }
-    gpus = options.gpus if options.category == "gpu" else None
+    gpus = options.gpus or None
     if options.scheduler == "slurm":
         config.update(nodes=options.nodes, ntasks_per_node=1, cpus_per_task=options.cpus, gpus=gpus, mem=options.mem)
     else:

@@ -17,7 +17,7 @@ def _init(out, *args):
                           timeout=120, env=dict(os.environ))
 
 
-def test_slurm_gpu_files_load_in_fireworks_and_render_gpus_and_torchrun(settings, tmp_path):
+def test_slurm_gpu_files_load_in_fireworks_and_render_gpus(settings, tmp_path):
     from fireworks import FWorker, LaunchPad
     from fireworks.user_objects.queue_adapters.common_adapter import CommonAdapter
 
@@ -31,7 +31,7 @@ def test_slurm_gpu_files_load_in_fireworks_and_render_gpus_and_torchrun(settings
     assert qadapter.q_type == "SLURM"
     script = qadapter.get_script_str(str(tmp_path / "launch"))
     assert "#SBATCH --gres=gpu:4" in script
-    assert 'torchrun --standalone --nnodes=1 --nproc_per_node=4' in script
+    assert "TORCHRUN" not in script  # the generate firework starts torch.distributed.run itself
     assert "#SBATCH --partition=gpu" in script and "#SBATCH --account=m1234" in script
     assert "#SBATCH --time=12:00:00" in script and "module load cuda/12.4" in script
     assert f"source {tmp_path / 'venv' / 'bin' / 'activate'}" in script
@@ -69,13 +69,27 @@ def test_pbs_gpu_requests_ngpus(settings, tmp_path):
     out = tmp_path / "pbsgpu"
     assert _init(out, "--scheduler", "pbs", "--gpus", "2").returncode == 0
     script = CommonAdapter.from_file(str(out / "my_qadapter.yaml")).get_script_str(str(tmp_path))
-    assert "#PBS -l select=1:ncpus=16:ngpus=2" in script and "--nproc_per_node=2" in script
+    assert "#PBS -l select=1:ncpus=16:ngpus=2" in script
+
+
+def test_any_fireworks_category_and_gpus_on_request(settings, tmp_path):
+    """Sites name their workers freely; GPUs are asked for when --gpus says so (default: categories gpu*)."""
+    from fireworks.user_objects.queue_adapters.common_adapter import CommonAdapter
+
+    for category, args, gres in (("gpu-a100", [], "#SBATCH --gres=gpu:1"), ("cpu-bigmem", [], None),
+                                 ("inference", ["--gpus", "2"], "#SBATCH --gres=gpu:2")):
+        out = tmp_path / category
+        assert _init(out, "--category", category, *args).returncode == 0
+        assert yaml.safe_load((out / "my_fworker.yaml").read_text())["category"] == category
+        script = CommonAdapter.from_file(str(out / "my_qadapter.yaml")).get_script_str(str(tmp_path))
+        assert (gres in script) if gres else ("--gres" not in script)
 
 
 @pytest.mark.parametrize("args, message", [
     (["--walltime", "12h"], "walltime '12h'"),
     (["--scheduler", "lsf"], "lsf"),
-    (["--gpus", "0"], "--gpus"),
+    (["--gpus", "-1"], "--gpus"),
+    (["--category", "gpu a100"], "category 'gpu a100'"),
 ])
 def test_bad_options_are_named_and_nothing_is_written(settings, tmp_path, args, message):
     out = tmp_path / "bad"
