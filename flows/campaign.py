@@ -10,12 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pymatgen.core import Composition, Element
 
 from flows.resources import StageResources
 from flows.stages import MakerSettings
+from flows.yaml_input import YamlInputError, read_yaml
 
 #: hull-based target energies start from the hull energy rounded to this many decimals (1 meV/atom)
 HULL_ENERGY_DECIMALS = 3
@@ -28,8 +28,16 @@ class CampaignError(ValueError):
     """A campaign file that cannot be run; the message names the field and value."""
 
 
+#: the largest integer MongoDB stores (BSON int64): seeds are written into every candidate document
+INT64_MAX = 2**63 - 1
+#: bounds that keep every number a campaign writes meaningful (and every grid finite to plan)
+MAX_COUNT = 1_000_000
+MAX_CANDIDATES = 100_000_000
+Energy = Annotated[float, Field(ge=-50, le=50)]  # eV/atom; formation energies are a few eV/atom at most
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ModelSpec(_Strict):
@@ -37,17 +45,17 @@ class ModelSpec(_Strict):
 
     checkpoint: str = Field("default", description="checkpoint file, or 'default' for the shipped one")
     method: str | None = Field(None, description="sampling method override (ddpm, ddim, cfm, ...)")
-    steps: int | None = Field(None, ge=1, description="number of sampling steps override")
+    steps: int | None = Field(None, ge=1, le=MAX_COUNT, description="number of sampling steps override")
 
 
 class EnergyScheme(_Strict):
     """``count`` formation energies ``start + offset + i * step`` (eV/atom); ``start: hull`` = the hull energy."""
 
     name: str | None = None
-    start: Literal["hull"] | float = "hull"
-    offset: float = 0.0
-    step: float = Field(0.01, description="eV/atom between grid points")
-    count: int = Field(21, ge=1, description="number of grid points")
+    start: Literal["hull"] | Energy = "hull"
+    offset: Energy = 0.0
+    step: float = Field(0.01, ge=-10, le=10, description="eV/atom between grid points")
+    count: int = Field(21, ge=1, le=MAX_COUNT, description="number of grid points")
 
     @field_validator("step")
     @classmethod
@@ -80,13 +88,14 @@ class PrerelaxSpec(_Strict):
     """MLIP pre-relaxation and the filter that decides what goes on to the expensive relaxation."""
 
     potential: str | None = Field(None, description="potential name or folder; empty: settings, then the shipped default")
-    fmax: float = Field(0.05, gt=0)
-    steps: int = Field(500, ge=1)
-    batch_size: int = Field(64, ge=1, description="structures per batched potential call")
-    chunk_size: int = Field(64, ge=1, description="candidates per pre-relax job (the unit that is resumed)")
-    e_above_hull_window: float = Field(0.1, description="MLIP e_above_hull (eV/atom) at or below which a candidate is relaxed")
+    fmax: float = Field(0.05, gt=0, le=100)
+    steps: int = Field(500, ge=1, le=MAX_COUNT)
+    batch_size: int = Field(64, ge=1, le=MAX_COUNT, description="structures per batched potential call")
+    chunk_size: int = Field(64, ge=1, le=MAX_COUNT, description="candidates per pre-relax job (the unit that is resumed)")
+    e_above_hull_window: float = Field(0.1, ge=-10, le=100,
+                                       description="MLIP e_above_hull (eV/atom) at or below which a candidate is relaxed")
     dedupe: bool = Field(True, description="drop candidates that StructureMatcher finds equal to a better one")
-    max_selected: int | None = Field(None, ge=1, description="relax at most this many (lowest MLIP e_above_hull first)")
+    max_selected: int | None = Field(None, ge=1, le=MAX_CANDIDATES, description="relax at most this many (lowest MLIP e_above_hull first)")
 
 
 class RelaxSpec(_Strict):
@@ -95,9 +104,9 @@ class RelaxSpec(_Strict):
     engine: Literal["vasp", "mlip"] = "vasp"
     incar: dict[str, Any] = Field(default_factory=dict, description="INCAR overrides on top of the paper's defaults")
     potential: str | None = Field(None, description="engine mlip: potential; empty: the pre-relaxation's")
-    fmax: float = Field(0.02, gt=0, description="engine mlip: force criterion")
-    steps: int = Field(1000, ge=1, description="engine mlip: step limit")
-    batch_size: int | None = Field(None, ge=1, description="engine mlip: structures per call; empty: the pre-relaxation's")
+    fmax: float = Field(0.02, gt=0, le=100, description="engine mlip: force criterion")
+    steps: int = Field(1000, ge=1, le=MAX_COUNT, description="engine mlip: step limit")
+    batch_size: int | None = Field(None, ge=1, le=MAX_COUNT, description="engine mlip: structures per call; empty: the pre-relaxation's")
 
     @field_validator("incar")
     @classmethod
@@ -130,11 +139,12 @@ SpaceGroup = Annotated[int, Field(ge=1, le=230)]
 
 
 class ConditionGrid(MakerSettings):
-    """What to generate: compositions x space groups x formation-energy schemes."""
+    """What to generate: compositions x space groups x formation-energy schemes, less ``excluded`` pairs."""
 
     compositions: list[str]
     spacegroups: list[SpaceGroup]
     energy_grid: list[EnergyScheme]
+    excluded: list[tuple[str, int]] = Field(default_factory=list, description="(composition, space group) left out")
 
 
 class Campaign(_Strict):
@@ -145,8 +155,11 @@ class Campaign(_Strict):
     compositions: list[str] = Field(min_length=1)
     spacegroups: list[SpaceGroup] = Field(min_length=1)
     energy_grid: list[EnergyScheme] = Field(min_length=1)
-    samples_per_condition: int = Field(1, ge=1)
-    seed: int = Field(0, ge=0)
+    incompatible_spacegroups: Literal["error", "skip"] = Field(
+        "error", description="a composition the Wyckoff positions of a requested group cannot hold: refuse the "
+        "campaign (error) or leave that pair out of the grid (skip)")
+    samples_per_condition: int = Field(1, ge=1, le=MAX_COUNT)
+    seed: int = Field(0, ge=0, le=INT64_MAX, description="random seed; stored in every candidate (MongoDB int64)")
     prerelax: PrerelaxSpec = PrerelaxSpec()
     relax: RelaxSpec = RelaxSpec()
     references: ReferenceSpec = ReferenceSpec()
@@ -178,11 +191,22 @@ class Campaign(_Strict):
     def _distinct_spacegroups(self) -> Campaign:
         if len(set(self.spacegroups)) != len(self.spacegroups):
             raise ValueError("spacegroups: a space group is listed twice")
+        candidates = (len(self.compositions) * len(self.spacegroups) * sum(s.count for s in self.energy_grid)
+                      * self.samples_per_condition)
+        if candidates > MAX_CANDIDATES:
+            raise ValueError(f"the grid asks for up to {candidates:,} candidates; at most {MAX_CANDIDATES:,} per campaign")
         return self
 
     @property
     def grid(self) -> ConditionGrid:
-        return ConditionGrid(compositions=self.compositions, spacegroups=self.spacegroups, energy_grid=self.energy_grid)
+        """The conditions grid; with ``incompatible_spacegroups: skip`` without the pairs that cannot exist."""
+        excluded = []
+        if self.incompatible_spacegroups == "skip":
+            from flows.preflight import incompatible_pairs
+
+            excluded = incompatible_pairs(self)
+        return ConditionGrid(compositions=self.compositions, spacegroups=self.spacegroups,
+                             energy_grid=self.energy_grid, excluded=excluded)
 
     def resolve_path(self, path: str) -> Path:
         candidate = Path(path).expanduser()
@@ -201,18 +225,6 @@ class Campaign(_Strict):
         if not path.is_file():
             raise CampaignError(f"model.checkpoint: checkpoint file not found: {path}")
         return path
-
-
-def check_model_inputs(campaign: Campaign) -> None:
-    """Every composition must be something the generative model can represent (site count, elements)."""
-    from crystalgen.sample import Condition
-
-    for i, formula in enumerate(campaign.compositions):
-        try:
-            Condition(formula=formula, spacegroup=campaign.spacegroups[0], formation_energy=0.0)
-        except ValidationError as exc:
-            reason = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
-            raise CampaignError(f"compositions.{i}: {reason}") from None
 
 
 def _format_errors(error: ValidationError) -> str:
@@ -242,11 +254,10 @@ def load_campaign(path: str | Path, check_checkpoint: bool = True) -> Campaign:
     if not path.is_file():
         raise CampaignError(f"campaign file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise CampaignError(f"{path} is not valid YAML: {exc}") from None
+        data = read_yaml(path)
+    except YamlInputError as exc:
+        raise CampaignError(str(exc)) from None
     campaign = parse_campaign(data, base_dir=path.resolve().parent)
     if check_checkpoint:
         campaign.checkpoint_path()
-        check_model_inputs(campaign)
     return campaign

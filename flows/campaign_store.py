@@ -49,3 +49,8 @@ def record_campaign(db, campaign: Campaign, prerelax: PotentialRecord, relax: Po
     db[COLLECTION].create_index("name", unique=True)
     db[COLLECTION].replace_one({"name": campaign.name}, doc.model_dump(), upsert=True)
     return doc
+
+
+def known_campaigns(db) -> list[str]:
+    """Names of the campaigns this database holds (recorded, or with candidates from before records existed)."""
+    return sorted(set(db[COLLECTION].distinct("name")) | set(db["candidates"].distinct("campaign")))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
@@ -39,6 +40,8 @@ def candidate_id(campaign: str, condition: dict[str, Any], sample_index: int, se
 
     _formula, spacegroup, energy = condition_key(condition["formula"], condition["spacegroup"],
                                                  condition["formation_energy"])
+    if not math.isfinite(energy):  # every NaN condition would get the same id
+        raise ValueError(f"condition {condition} has a non-finite formation energy")
     key = {"campaign": campaign, "formula": condition["formula"], "spacegroup": spacegroup, "formation_energy": energy,
            "scheme": condition.get("scheme"), "sample_index": int(sample_index), "seed": int(seed)}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from crystalgen.cli.errors import fail
 from flows.campaign import Campaign, CampaignError, load_campaign
+from flows.schemas import TERMINAL_STATES, CandidateState
 
 campaign_app = typer.Typer(help="Validate, plan and run discovery campaigns (campaign YAML files).", no_args_is_help=True)
 console = Console()
@@ -24,16 +25,13 @@ def register(app: typer.Typer) -> None:
 
 
 def _load(path: Path) -> Campaign:
-    """Validate everything that can be checked without the database: schema, checkpoint, references."""
-    from flows.references import ReferenceError, file_elements, reference_source
+    """Validate everything that can be checked without the database or running a model (``flows.preflight``)."""
+    from flows.preflight import preflight
 
     try:
         campaign = load_campaign(path)
-        source = reference_source(campaign)
-        if source.kind == "file":
-            if missing := sorted(set(source.elements) - file_elements(source.path)):
-                raise CampaignError(f"references.file: {source.path.name} has no phases with {', '.join(missing)}")
-    except (CampaignError, ReferenceError) as exc:
+        preflight(campaign)
+    except CampaignError as exc:
         fail(f"{path}: {exc}")
     return campaign
 
@@ -45,13 +43,12 @@ def validate(file: Path = typer.Argument(..., help="campaign YAML file")) -> Non
     console.print(f"[green]{file}: campaign {campaign.name!r} is valid[/green]")
 
 
-def plan_rows(campaign: Campaign) -> list[tuple[str, str, str, str]]:
+def plan_rows(campaign: Campaign, grid) -> list[tuple[str, str, str, str]]:
     """(stage, jobs, resources per job, requested hours) for the dry run."""
-    from flows.conditions import expand_conditions
+    from flows.conditions import count_conditions
     from flows.stages import Stage
 
-    points = expand_conditions(campaign.grid, lambda _formula: 0.0)  # hull offsets only change values, not the count
-    n_candidates = len(points) * campaign.samples_per_condition
+    n_candidates = count_conditions(grid) * campaign.samples_per_condition
     n_chunks = math.ceil(n_candidates / campaign.prerelax.chunk_size)
     relax_jobs = n_candidates if campaign.prerelax.max_selected is None else min(n_candidates, campaign.prerelax.max_selected)
     vasp = campaign.relax.engine == "vasp"
@@ -79,35 +76,38 @@ def plan_rows(campaign: Campaign) -> list[tuple[str, str, str, str]]:
 @campaign_app.command()
 def plan(file: Path = typer.Argument(..., help="campaign YAML file")) -> None:
     """Dry run: conditions, candidates, jobs per stage and requested compute. Touches no database."""
-    from flows.conditions import expand_conditions, grid_size
+    from flows.conditions import count_conditions, grid_size
 
     campaign = _load(file)
-    points = expand_conditions(campaign.grid, lambda _formula: 0.0)
-    grid = Table(title=f"campaign {campaign.name}: energy schemes (eV/atom, relative to start)")
+    grid = campaign.grid
+    table = Table(title=f"campaign {campaign.name}: energy schemes (eV/atom, relative to start)")
     for column in ("scheme", "start", "first", "last", "step", "count"):
-        grid.add_column(column)
+        table.add_column(column)
     for scheme in campaign.energy_grid:
         values = scheme.values(0.0)
-        grid.add_row(scheme.label, str(scheme.start), f"{values[0]:+.3f}", f"{values[-1]:+.3f}", f"{scheme.step:g}", str(scheme.count))
-    console.print(grid)
-    n_candidates = len(points) * campaign.samples_per_condition
+        table.add_row(scheme.label, str(scheme.start), f"{values[0]:+.3f}", f"{values[-1]:+.3f}", f"{scheme.step:g}",
+                      str(scheme.count))
+    console.print(table)
+    n_conditions = count_conditions(grid)
+    skipped = f" ({len(grid.excluded)} composition/space-group pairs left out: incompatible_spacegroups: skip)" \
+        if grid.excluded else ""
     console.print(
         f"{len(campaign.compositions)} compositions ({', '.join(campaign.compositions)}) x {len(campaign.spacegroups)} "
-        f"space groups x {sum(s.count for s in campaign.energy_grid)} energies ({len(campaign.energy_grid)} schemes) "
-        f"= {grid_size(campaign.grid)} grid points, {len(points)} distinct conditions "
-        f"x {campaign.samples_per_condition} samples = {n_candidates} candidates"
+        f"space groups{skipped} x {sum(s.count for s in campaign.energy_grid)} energies ({len(campaign.energy_grid)} "
+        f"schemes) = {grid_size(grid):,} grid points, {n_conditions:,} distinct conditions "
+        f"x {campaign.samples_per_condition} samples = {n_conditions * campaign.samples_per_condition:,} candidates"
     )
     stages = Table(title="jobs per stage (upper bounds; requested resources, not measured cost)")
     for column in ("stage", "jobs", "per job", "requested"):
         stages.add_column(column)
-    for row in plan_rows(campaign):
+    for row in plan_rows(campaign, grid):
         stages.add_row(*row)
     console.print(stages)
     console.print(f"relax engine: {campaign.relax.engine}; INCAR {campaign.relax.incar_settings}; "
                   f"references: {campaign.references.source} {campaign.references.file or ''}".rstrip())
 
 
-def _preflight(file: Path, campaign: Campaign):
+def _load_potentials(file: Path, campaign: Campaign):
     """Load and check the potentials before anything is written (the jobs would fail on them one by one)."""
     from crystalgen.potentials import PotentialSanityError
     from flows.campaign_store import potential_record
@@ -138,36 +138,39 @@ def run(
         fail(f"{file}: relax.engine is vasp, but no VASP command is configured on this machine (setting vasp_cmd, "
              "env CRYSTALGEN_VASP_CMD). Submit it to a cluster through FireWorks, or use engine: mlip for a "
              "local MLIP stand-in.")
-    prerelax_potential, relax_potential = _preflight(file, campaign)
+    prerelax_potential, relax_potential = _load_potentials(file, campaign)
 
-    from jobflow import run_locally
-
-    from crystalgen.db import DatabaseUnavailable, job_store
+    from crystalgen.db import DatabaseUnavailable, database_errors, job_store
     from flows import candidates as cands
     from flows.campaign_store import record_campaign
+    from flows.local_run import run_flow, stage_summaries
     from flows.makers import CampaignMaker
     from flows.report import build_report, rich_table
-    from flows.schemas import TERMINAL_STATES, CandidateState
 
     if campaign.relax.engine == "mlip":
         console.print("[yellow]relax engine: MLIP stand-in (no VASP here): results are labelled engine=mlip, is_dft=false[/yellow]")
+    out_dir = results / campaign.name
     try:
-        store = job_store()
-        coll = cands.collection()
-        record_campaign(cands.database(), campaign, prerelax_potential, relax_potential, str(campaign.checkpoint_path()))
+        with database_errors():
+            store = job_store()
+            coll = cands.collection()
+            record_campaign(cands.database(), campaign, prerelax_potential, relax_potential,
+                            str(campaign.checkpoint_path()))
+            failures = run_flow(CampaignMaker().make(campaign), store, out_dir / "run.log")
+            report = build_report(campaign, coll, cands.database(), out_dir, limit=top)
     except DatabaseUnavailable as exc:
         fail(str(exc))
     except CampaignError as exc:
         fail(f"{file}: {exc}")
-    run_locally(CampaignMaker().make(campaign), store=store, log="%(asctime)s %(message)s")
-    out_dir = results / campaign.name
-    report = build_report(campaign, coll, cands.database(), out_dir, limit=top)
     console.print(rich_table(report))
     for reason, n in report["failures"]:
         console.print(f"[yellow]{n} failed: {reason}[/yellow]")
     if not report["ranked"]:
         console.print("[yellow]no candidate reached the hull stage (see the failure reasons above)[/yellow]")
-    console.print(f"report: {out_dir / 'report.md'} (+ report.json, {len(report['plots'])} hull plot(s))")
+    console.print(f"report: {out_dir / 'report.md'} (+ report.json, {len(report['plots'])} hull plot(s)); log: {out_dir / 'run.log'}")
+    if failures:
+        fail("\n".join([f"campaign {campaign.name}: {len(failures)} job(s) failed; results so far are kept and a "
+                         f"rerun resumes (details: {out_dir / 'run.log'})", *stage_summaries(failures)]))
     unfinished = {stage: n for stage, n in report["counts"].items() if CandidateState(stage) not in TERMINAL_STATES and n}
     if unfinished:
         fail(f"campaign {campaign.name} did not finish, candidates still at {unfinished}; rerun to resume")

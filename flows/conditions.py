@@ -42,6 +42,7 @@ def expand_conditions(
     """
     lookup = hull_energy.get if isinstance(hull_energy, Mapping) else (hull_energy or (lambda _formula: None))
     schemes: dict[tuple, list[str]] = {}
+    excluded = {tuple(pair) for pair in grid.excluded}
     for formula in grid.compositions:
         reduced = Composition(formula).reduced_formula
         for scheme in grid.energy_grid:
@@ -50,6 +51,8 @@ def expand_conditions(
             except ValueError as exc:
                 raise ValueError(f"{formula}: {exc}") from None
             for spacegroup in grid.spacegroups:
+                if (formula, spacegroup) in excluded:
+                    continue
                 for energy in energies:
                     schemes.setdefault((formula, spacegroup, energy), []).append(scheme.label)
     return [GridPoint(f, spg, e, "+".join(dict.fromkeys(labels))) for (f, spg, e), labels in schemes.items()]
@@ -57,4 +60,17 @@ def expand_conditions(
 
 def grid_size(grid: ConditionGrid) -> int:
     """Number of grid points over all schemes, before merging points that schemes share."""
-    return len(grid.compositions) * len(grid.spacegroups) * sum(s.count for s in grid.energy_grid)
+    pairs = len(grid.compositions) * len(grid.spacegroups) - len(grid.excluded)
+    return pairs * sum(s.count for s in grid.energy_grid)
+
+
+def count_conditions(grid: ConditionGrid, hull_energy: float = 0.0) -> int:
+    """Distinct conditions of the grid without listing them (``plan`` of a 10^6-point grid stays instant);
+    hull-relative schemes are counted from ``hull_energy`` for every composition."""
+    total = 0
+    excluded = {tuple(pair) for pair in grid.excluded}
+    for formula in grid.compositions:
+        energies = {e for scheme in grid.energy_grid for e in scheme.values(hull_energy)}
+        groups = sum((formula, g) not in excluded for g in grid.spacegroups)
+        total += len(energies) * groups
+    return total

@@ -14,7 +14,7 @@ from flows.stages import Stage
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 #: a FireWorks category: any name a site gives its workers (gpu, cpu, gpu-a100, cpu-bigmem, ...)
@@ -25,10 +25,10 @@ class Resources(_Strict):
     """Where one job of a stage runs and what it asks the scheduler for (FireWorks category + queue request)."""
 
     category: str = Field("cpu", pattern=CATEGORY_PATTERN, description="FireWorks category of the workers that run it")
-    priority: int | None = Field(None, description="FireWorks _priority (higher runs first); empty: the stage's default")
+    priority: int | None = Field(None, ge=-(2**31), le=2**31 - 1, description="FireWorks _priority (higher runs first); empty: the stage's default")
     walltime: str = Field("01:00:00", pattern=r"^\d+:\d\d:\d\d$")
-    nodes: int = Field(1, ge=1)
-    gpus: int = Field(0, ge=0)
+    nodes: int = Field(1, ge=1, le=100_000)
+    gpus: int = Field(0, ge=0, le=1024)
 
     @property
     def hours(self) -> float:

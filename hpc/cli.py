@@ -35,6 +35,24 @@ class OutputFormat(str, Enum):
 
 
 
+def _require_campaign(name: str) -> None:
+    """One clear error for a campaign name the database does not know (instead of an empty result)."""
+    from crystalgen.db import DatabaseUnavailable
+    from flows.campaign_store import known_campaigns
+    from flows.candidates import database
+    from flows.stages import CAMPAIGN_KEY
+
+    try:
+        db = database()
+        known = known_campaigns(db)
+        if name in known or db["fireworks"].count_documents({f"spec.{CAMPAIGN_KEY}": name}, limit=1):
+            return
+    except DatabaseUnavailable as exc:
+        fail(str(exc))
+    fail(f"no campaign {name!r} in this database" + (f"; campaigns: {', '.join(known)}" if known else
+                                                     " (it holds no campaign yet)"))
+
+
 def _launchpad():
     from crystalgen.db import DatabaseUnavailable, launchpad
 
@@ -80,6 +98,7 @@ def status(
     """Fireworks per stage and state, candidates per stage and lost runs of a submitted campaign."""
     from hpc.status import campaign_status, status_tables
 
+    _require_campaign(name)
     lpad = _launchpad()
     result = campaign_status(lpad, name, lost_after_s=lost_after)
     if as_json:
@@ -115,6 +134,7 @@ def candidates(
     from flows.schemas import CandidateState
     from hpc import query
 
+    _require_campaign(name)
     states = [s.value for s in CandidateState]
     if stage != "all" and stage not in states:
         fail(f"--stage {stage!r} is not one of all, {', '.join(states)}")
@@ -167,6 +187,7 @@ def resubmit(
 
     from hpc import resubmit as rs
 
+    _require_campaign(name)
     lpad = _launchpad()
     plans = rs.plan(lpad, name, max_retries=max_retries, lost_after_s=lost_after)
     if not plans:

@@ -89,8 +89,10 @@ def submit_campaign(path, force: bool = False, lpad=None, store=None, structures
     from flows.campaign_store import campaign_fingerprint, potential_record, record_campaign
     from flows.candidates import database
     from flows.makers import CampaignMaker, mlip_settings
+    from flows.preflight import preflight
 
     campaign = load_campaign(path, check_checkpoint=structures is None)
+    preflight(campaign, checkpoint=structures is None)
     flow = CampaignMaker(structures=structures, manager_configs=campaign_routing(campaign)).make(campaign)
     prerelax, relax = mlip_settings(campaign)
     lpad = lpad or launchpad()

@@ -19,11 +19,8 @@ CAMPAIGNS = Path(__file__).parent.parent / "campaigns"
 
 
 def base(tmp_path: Path) -> dict:
-    checkpoint = tmp_path / "model.pt"
-    checkpoint.write_bytes(b"not read by validation")
     return {
         "name": "bad-input",
-        "model": {"checkpoint": str(checkpoint)},
         "compositions": ["TaW"],
         "spacegroups": [221],
         "energy_grid": {"start": "hull", "count": 2},
@@ -53,11 +50,34 @@ BAD = {
     "space group 231": (lambda d: d.update(spacegroups=[231]), ["spacegroups.0", "less than or equal to 230", "231"]),
     "empty grid": (lambda d: d.update(energy_grid=[]), ["energy_grid", "at least 1 item"]),
     "zero-length scheme": (lambda d: d.update(energy_grid={"start": "hull", "count": 0}), ["energy_grid.0.count", "(got 0)"]),
-    "missing checkpoint": (lambda d: d["model"].update(checkpoint="no/such/model.pt"), ["model.checkpoint", "no/such/model.pt"]),
+    "missing checkpoint": (lambda d: d.update(model={"checkpoint": "no/such/model.pt"}), ["model.checkpoint", "no/such/model.pt"]),
     "misspelt field": (lambda d: d.update(prerelax={"fmaxx": 0.1}), ["prerelax.fmaxx", "Extra inputs are not permitted"]),
     "unknown engine": (lambda d: d["relax"].update(engine="abinit"), ["relax.engine", "'abinit'"]),
     "reference file lacks an element": (lambda d: d.update(compositions=["TaMo"]), ["references.file", "Mo"]),
+    "NaN energy offset": (lambda d: d.update(energy_grid={"start": "hull", "offset": float("nan"), "count": 2}),
+                          ["energy_grid.0.offset", "finite number"]),
+    "infinite fmax": (lambda d: d.update(prerelax={"fmax": float("inf")}), ["prerelax.fmax", "finite number"]),
+    "NaN window": (lambda d: d.update(prerelax={"e_above_hull_window": float("nan")}),
+                   ["prerelax.e_above_hull_window", "finite number"]),
+    "seed beyond int64": (lambda d: d.update(seed=2**64), ["seed", "less than or equal to 9223372036854775807"]),
+    "grid too large": (lambda d: d.update(energy_grid={"start": -1.0, "step": 1e-6, "count": 1_000_000},
+                                          samples_per_condition=1000), ["at most 100,000,000"]),
+    "space group cannot hold the composition": (lambda d: d.update(spacegroups=[221, 194]),
+                                                ["spacegroups", "TaW in 194", "incompatible_spacegroups: skip"]),
+    "unreadable checkpoint": (lambda d: d.update(model={"checkpoint": str(_garbage(d))}),
+                              ["model.checkpoint", "cannot be used"]),
+    "unknown method override": (lambda d: d.update(model={"method": "gan"}), ["model.method", "gan"]),
+    "unknown potential": (lambda d: d.update(prerelax={"potential": "NoSuchModel"}),
+                          ["prerelax.potential", "unknown potential 'NoSuchModel'"]),
+    "INCAR key VASP does not know": (lambda d: d.update(relax={"engine": "vasp", "incar": {"ENCUTT": 400}}),
+                                     ["relax.incar", "ENCUTT"]),
 }
+
+
+def _garbage(data: dict) -> Path:
+    path = Path(data["_tmp"]) / "model.pt"
+    path.write_bytes(b"a file that exists but is no checkpoint")
+    return path
 
 
 @pytest.mark.parametrize("case", list(BAD))
@@ -65,9 +85,10 @@ BAD = {
 def test_bad_campaign_is_refused_with_named_field_and_nothing_written(case, command, tmp_path, settings):
     from crystalgen.db import mongo_client
 
-    data = base(tmp_path)
+    data = {**base(tmp_path), "_tmp": str(tmp_path)}
     mutate, expected = BAD[case]
     mutate(data)
+    data.pop("_tmp")
     result = CliRunner().invoke(cli(), ["campaign", command, str(write(tmp_path, data))])
     assert result.exit_code == 1, result.output
     for fragment in expected:
@@ -88,7 +109,7 @@ def test_run_refuses_vasp_without_a_vasp_command(tmp_path, settings):
 
 
 def test_run_refuses_a_potential_before_writing_anything(tmp_path, settings):
-    """An unknown name, and weights that load but give wrong energies (the guard's case)."""
+    """Weights that load but give wrong energies (the guard's case): found by run before it writes."""
     import torch
 
     from crystalgen.db import mongo_client
@@ -101,8 +122,7 @@ def test_run_refuses_a_potential_before_writing_anything(tmp_path, settings):
             layer.reset_parameters()
     folder = tmp_path / "weights" / DEFAULT_POTENTIAL  # named like the real model: held to its references
     broken.model.save(folder, makedirs=True)
-    for potential, expected in [("NoSuchModel", "unknown potential 'NoSuchModel'"),
-                                (str(folder), "failed the sanity check")]:
+    for potential, expected in [(str(folder), "failed the sanity check")]:
         data = base(tmp_path)
         data["prerelax"] = {"potential": potential}
         result = CliRunner().invoke(cli(), ["campaign", "run", str(write(tmp_path, data))])
@@ -142,7 +162,7 @@ def test_energy_schemes_of_the_paper():
         ],
     })
     hull = -0.431
-    points = expand_conditions(campaign, {"TaB5W2": hull})
+    points = expand_conditions(campaign.grid, {"TaB5W2": hull})
     by_scheme = {}
     for p in points:
         for label in p.scheme.split("+"):
@@ -152,12 +172,12 @@ def test_energy_schemes_of_the_paper():
     assert by_scheme["B"] == pytest.approx([hull - 0.2 + 0.01 * i for i in range(21)])
     assert by_scheme["C"] == pytest.approx([hull - 1.0 + 0.1 * i for i in range(21)])
     assert by_scheme["abs"] == pytest.approx([-0.5, -0.4, -0.3])
-    assert grid_size(campaign) == 66
+    assert grid_size(campaign.grid) == 66
     # A and B share the hull point; C meets A at +0.1, +0.2 and B at -0.2, -0.1 and the hull itself
     assert len(points) == 66 - 1 - 5
     assert len({(p.formula, p.spacegroup, p.formation_energy) for p in points}) == len(points)
     with pytest.raises(ValueError, match="hull energy, which is unknown"):
-        expand_conditions(campaign, {})
+        expand_conditions(campaign.grid, {})
 
 
 def test_hull_based_conditions_do_not_follow_float_noise_in_the_hull_energy():
@@ -166,8 +186,8 @@ def test_hull_based_conditions_do_not_follow_float_noise_in_the_hull_energy():
         "name": "grid", "compositions": ["Ta1W1B2"], "spacegroups": [191],
         "energy_grid": [{"name": "A", "start": "hull", "step": 0.05, "count": 2}],
     })
-    first = expand_conditions(campaign, {"TaB2W": -0.6655457})
-    second = expand_conditions(campaign, {"TaB2W": -0.6655451})
+    first = expand_conditions(campaign.grid, {"TaB2W": -0.6655457})
+    second = expand_conditions(campaign.grid, {"TaB2W": -0.6655451})
     assert first == second
     assert [p.formation_energy for p in first] == [-0.666, -0.616]
 
@@ -189,9 +209,36 @@ def test_shipped_campaigns_validate_and_the_paper_plan_adds_up():
     assert paper.relax.incar_settings == {"ENCUT": 500, "EDIFF": 1e-5, "EDIFFG": -0.01, "GGA": "PE"}
     assert len(paper.spacegroups) == 19 and len(paper.compositions) == 3
     assert [s.count for s in paper.energy_grid] == [21, 21, 21]
-    assert grid_size(paper) == 3 * 19 * 63
+    assert paper.incompatible_spacegroups == "skip"
+    assert sorted(paper.grid.excluded) == sorted(
+        [(f, g) for f in paper.compositions for g in (62, 63, 127, 140, 194)]
+        + [(f, g) for f in ("Ta1W2B5", "Ta2W1B5") for g in (221, 225)])
+    assert grid_size(paper.grid) == (3 * 19 - 19) * 63
 
     result = CliRunner().invoke(cli(), ["campaign", "plan", str(CAMPAIGNS / "tawb_paper.yaml")], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    assert "3591 grid points, 3249 distinct conditions" in result.output
-    assert "relax (VASP, atomate2)" in result.output
+    text = " ".join(result.output.split())
+    assert "19 composition/space-group pairs left out" in text
+    assert "2,394 grid points, 2,166 distinct conditions" in text
+    assert "relax (VASP, atomate2)" in text
+
+
+def test_validate_and_plan_read_yaml_within_bounds(tmp_path):
+    """Aliases that expand a few lines into millions of nodes, and oversized files, are refused quickly."""
+    bomb = "\n".join(["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+                      + [f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+                         f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+                         f"*{chr(97 + i)}, *{chr(97 + i)}]" for i in range(8)])
+    (tmp_path / "bomb.yaml").write_text(bomb + "\nname: bomb\n")
+    (tmp_path / "huge.yaml").write_text("name: huge\n" + "# padding\n" * 200_000)
+    for name, expected in (("bomb.yaml", "expands to more than"), ("huge.yaml", "at most 1,048,576")):
+        for command in ("validate", "plan"):
+            result = CliRunner().invoke(cli(), ["campaign", command, str(tmp_path / name)])
+            assert result.exit_code == 1 and expected in result.output, result.output
+
+
+def test_plan_of_a_million_conditions_is_immediate(tmp_path):
+    data = {**base(tmp_path), "energy_grid": {"start": -2.0, "step": 1e-6, "count": 1_000_000}}
+    result = CliRunner().invoke(cli(), ["campaign", "plan", str(write(tmp_path, data))], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "1,000,000 distinct conditions" in " ".join(result.output.split())

@@ -148,3 +148,11 @@ def test_cli_bad_input(candidates_db, args, message):
     result = _cli("qc", *args)
     assert result.returncode != 0
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [["candidates", "nope"], ["resubmit", "nope", "--dry-run"],
+                                     ["campaign", "status", "nope"]])
+def test_unknown_campaign_is_an_error(candidates_db, command):
+    result = subprocess.run([*CLI, *command], capture_output=True, text=True, timeout=120, env=dict(os.environ))
+    assert result.returncode == 1
+    assert "no campaign 'nope' in this database; campaigns: other, qc" in result.stderr

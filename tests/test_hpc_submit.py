@@ -19,11 +19,8 @@ def _cli(*args, timeout=180):
 
 @pytest.fixture
 def campaign_file(tmp_path):
-    checkpoint = tmp_path / "model.pt"
-    checkpoint.write_bytes(b"not needed to submit")
     data = {
         "name": "submit-test",
-        "model": {"checkpoint": str(checkpoint)},
         "compositions": ["TaB2"],
         "spacegroups": [191],
         "energy_grid": [{"start": -0.5, "step": 0.05, "count": 2}],
@@ -54,6 +51,9 @@ def test_submit_adds_the_campaign_once(settings, campaign_file):
     assert all(s["crystalgen_campaign"] == "submit-test" for s in spec.values())
     wf = lpad.workflows.find_one({})
     assert wf["metadata"]["crystalgen_campaign"] == "submit-test" and wf["metadata"]["crystalgen_fingerprint"]
+    password = settings.mongodb_uri.split("@")[0].rsplit(":", 1)[1]  # the session server requires a login
+    assert password and all(password not in json.dumps(fw, default=str) for fw in lpad.fireworks.find({})), \
+        "firework specs (and FW.json in launch directories) must not carry the database password"
     record = mongo_client()[settings.database].campaigns.find_one({"name": "submit-test"})
     assert record["prerelax_potential"]["spec"] == "TensorNet-MatPES-PBE-v2025.1-PES"  # resolved once, recorded
     assert record["fingerprint"] == wf["metadata"]["crystalgen_fingerprint"]

@@ -285,7 +285,7 @@ def test_gpu_and_cpu_workers_run_their_own_stages(cluster, settings):
     assert summary["candidates"]["hull"] == 3 and summary["lost_fw_ids"] == []
 
     again = _cli("campaign", "status", "no-such-campaign")
-    assert again.returncode == 1 and "no fireworks" in again.stderr
+    assert again.returncode == 1 and "no campaign 'no-such-campaign'" in again.stderr
 
 
 def test_resubmit_fixes_zbrent_and_lost_run(cluster, settings):

@@ -93,16 +93,17 @@ def mongo_client(settings: Settings | None = None, start: bool = True) -> MongoC
 
 
 def job_store(settings: Settings | None = None):
-    """jobflow JobStore: documents in ``outputs``, large data (``data`` key) in GridFS."""
-    from jobflow import JobStore
-    from maggma.stores import GridFSStore, MongoStore
+    """jobflow JobStore: documents in ``outputs``, large data (``data`` key) in GridFS.
 
-    settings = settings or get_settings()
-    mongo_client(settings).close()  # fail early with the clear message
-    uri = mongo_uri(settings)
-    docs = MongoStore.from_uri(uri, collection_name="outputs", database=settings.database)
-    blobs = GridFSStore.from_uri(uri, collection_name="outputs_blobs", database=settings.database)
-    return JobStore(docs, additional_stores={"data": blobs})
+    Its stores hold no URI: wherever it is deserialised (a FireWorks worker), it connects with that
+    process's settings, so firework specs and launch directories never contain the password.
+    """
+    from jobflow import JobStore
+
+    from crystalgen.db.stores import SettingsGridFSStore, SettingsMongoStore
+
+    mongo_client(settings or get_settings()).close()  # fail early with the clear message
+    return JobStore(SettingsMongoStore("outputs"), additional_stores={"data": SettingsGridFSStore("outputs_blobs")})
 
 
 def launchpad(settings: Settings | None = None):

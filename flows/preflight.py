@@ -1,0 +1,122 @@
+"""What ``campaign validate`` checks beyond the schema: everything ``run`` would otherwise find out later.
+
+Each check raises :class:`~flows.campaign.CampaignError` naming the field and the value: the model can
+represent every composition, the checkpoint loads (and the method override is one it supports), every
+composition fits every requested space group (Wyckoff multiplicities), the potentials resolve
+offline, the INCAR keys are ones VASP knows, and the reference file covers the campaign's elements.
+Nothing here runs a model or touches the database.
+"""
+
+from __future__ import annotations
+
+import warnings
+from functools import cache
+from pathlib import Path
+
+from pydantic import ValidationError
+from pymatgen.core import Composition
+
+from flows.campaign import Campaign, CampaignError
+
+#: lattice points per conventional cell, by the centring letter of the Hermann-Mauguin symbol
+CENTRING_POINTS = {"P": 1, "A": 2, "B": 2, "C": 2, "I": 2, "R": 3, "F": 4}
+
+
+@cache
+def fits_spacegroup(formula: str, spacegroup: int) -> bool:
+    """Whether the cell ``formula`` can sit on Wyckoff positions of ``spacegroup``, read as the primitive
+    cell (the conventional cell then holds one copy per lattice point) or as the conventional cell."""
+    from pyxtal.symmetry import Group
+
+    group = Group(spacegroup)
+    counts = [int(round(n)) for n in Composition(formula).values()]
+    points = CENTRING_POINTS[group.symbol[0]]
+    return bool(group.check_compatible(counts)[0] or group.check_compatible([n * points for n in counts])[0])
+
+
+def incompatible_pairs(campaign: Campaign) -> list[tuple[str, int]]:
+    """(composition, space group) pairs of the grid whose Wyckoff positions cannot hold the composition."""
+    return [(f, g) for f in campaign.compositions for g in campaign.spacegroups if not fits_spacegroup(f, g)]
+
+
+def check_spacegroups(campaign: Campaign) -> None:
+    pairs = incompatible_pairs(campaign)
+    if pairs and campaign.incompatible_spacegroups == "error":
+        shown = ", ".join(f"{f} in {g}" for f, g in pairs[:8]) + (f" and {len(pairs) - 8} more" if len(pairs) > 8 else "")
+        raise CampaignError(
+            f"spacegroups: the Wyckoff positions of a requested group cannot hold the composition ({shown}); "
+            "remove those groups, or set incompatible_spacegroups: skip to leave these pairs out of the grid")
+    if len(pairs) == len(campaign.compositions) * len(campaign.spacegroups):
+        raise CampaignError("spacegroups: no requested space group can hold any composition; nothing to generate")
+
+
+def check_model_inputs(campaign: Campaign) -> None:
+    """Every composition must be something the generative model can represent (site count, elements)."""
+    from crystalgen.sample import Condition
+
+    for i, formula in enumerate(campaign.compositions):
+        try:
+            Condition(formula=formula, spacegroup=campaign.spacegroups[0], formation_energy=0.0)
+        except ValidationError as exc:
+            reason = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+            raise CampaignError(f"compositions.{i}: {reason}") from None
+
+
+def check_checkpoint(campaign: Campaign) -> None:
+    """The checkpoint must load, with the campaign's method override if it names one."""
+    from crystalgen.checkpoint import load_method
+
+    path = campaign.checkpoint_path()
+    try:
+        load_method(path, method=campaign.model.method)
+    except Exception as exc:  # torch raises many kinds for a file that is not a checkpoint
+        field = "model.method" if campaign.model.method and "method" in str(exc).lower() else "model.checkpoint"
+        raise CampaignError(f"{field}: {path} cannot be used: {exc.__class__.__name__}: {str(exc)[:300]}") from None
+
+
+def check_potentials(campaign: Campaign) -> None:
+    """Each potential spec must name a known potential or an existing model folder (it is loaded by ``run``)."""
+    from crystalgen.potentials import known_potentials, resolve_potential
+
+    known = {name.lower() for name in known_potentials()}
+    for field, spec in (("prerelax.potential", campaign.prerelax.potential),
+                        ("relax.potential", campaign.relax.potential)):
+        if field == "relax.potential" and (campaign.relax.engine != "mlip" or spec is None):
+            continue
+        resolved = resolve_potential(spec)
+        if resolved.lower() not in known and not Path(resolved).expanduser().is_dir():
+            raise CampaignError(f"{field}: unknown potential {resolved!r}: give a model folder or one of "
+                                f"{', '.join(known_potentials())}")
+
+
+def check_incar(campaign: Campaign) -> None:
+    """INCAR keys and values that VASP would not understand (pymatgen's table of INCAR tags)."""
+    if campaign.relax.engine != "vasp":
+        return
+    from pymatgen.io.vasp import Incar
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Incar(campaign.relax.incar_settings).check_params()
+    if problems := [str(w.message) for w in caught]:
+        raise CampaignError(f"relax.incar: {'; '.join(problems)}")
+
+
+def check_references(campaign: Campaign) -> None:
+    from flows.references import ReferenceError, file_elements, reference_source
+
+    try:
+        source = reference_source(campaign)
+        if source.kind == "file" and (missing := sorted(set(source.elements) - file_elements(source.path))):
+            raise CampaignError(f"references.file: {source.path.name} has no phases with {', '.join(missing)}")
+    except ReferenceError as exc:
+        raise CampaignError(str(exc)) from None
+
+
+def preflight(campaign: Campaign, checkpoint: bool = True) -> None:
+    """Every check above (``checkpoint=False``: no model is sampled, e.g. given structures); the first
+    problem found is raised."""
+    for check in (check_model_inputs, check_spacegroups, check_potentials, check_incar, check_references):
+        check(campaign)
+    if checkpoint:
+        check_checkpoint(campaign)
