@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -89,21 +90,22 @@ def _binary(name: str) -> str:
 # --------------------------------------------------------------------------- configuration
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
 def slurm_conf(root: Path, ctld_port: int, slurmd_port: int) -> str:
+    user = pwd.getpwuid(os.getuid()).pw_name  # root normally; another user can try, jobs run as that user
     return f"""\
 # One-machine test cluster written by tests/slurm/cluster.py; everything lives under {root}.
 ClusterName=crystalgen-test
 SlurmctldHost={NODE}
 SlurmctldPort={ctld_port}
 SlurmdPort={slurmd_port}
-SlurmUser=root
-SlurmdUser=root
+SlurmUser={user}
+SlurmdUser={user}
 AuthType=auth/munge
 AuthInfo=socket={root}/munge/munge.socket
 CredType=cred/munge
@@ -246,7 +248,7 @@ class Cluster:
         if not key.exists():
             key.write_bytes(os.urandom(1024))
         os.chmod(key, 0o600)
-        self.conf.write_text(slurm_conf(self.root, _free_port(), _free_port()))
+        self.conf.write_text(slurm_conf(self.root, free_port(), free_port()))
         (self.root / "dev").mkdir(exist_ok=True)
         for index in range(GPUS):
             device = self.root / "dev" / f"nvidia{index}"
