@@ -6,8 +6,9 @@ resubmit`` after a failed VASP run. The Slurm jobs run ``crystalgen-rlaunch`` fr
 checkout against the session's database server. The cluster has one node with 2 CPUs and two
 count-only GPUs; every worker asks for 1 CPU (and 1 GPU), so two jobs run at once.
 
-The tests skip (with the reason) only where Slurm cannot start: not installed and not root, or a
-daemon that does not come up. In CI (root, Debian) the cluster script installs Slurm on first use.
+The tests skip (with the reason) only where Slurm cannot start: not installed and cannot be
+installed (not root, no apt-get), or daemons that will not run as a non-root user. As root, a
+cluster that does not come up is a failure. In CI (root, Debian) Slurm is installed on first use.
 """
 
 from __future__ import annotations
@@ -23,22 +24,29 @@ import pytest
 import yaml
 
 from slurm import helpers
-from slurm.cluster import Cluster, ClusterUnavailable, free_port
+from slurm.cluster import Cluster, ClusterUnavailable, ensure_installed, free_port
 from slurm.helpers import crystalgen, hpc_init, job_of, jobs, qlaunch, wait_for_jobs, wait_until
 
 pytestmark = pytest.mark.slurm
 
-@pytest.fixture(scope="session")
+
+@pytest.fixture(scope="module")
 def slurm_cluster():
-    """The test cluster for the session: installed if needed, started in a temporary directory,
-    stopped (by pid) and removed afterwards, whatever the tests did."""
+    """The test cluster for this module: installed if needed, started in a temporary directory,
+    stopped (by pid) and removed after the module's last test, whatever the tests did."""
+    try:
+        ensure_installed()
+    except ClusterUnavailable as exc:  # not installed, and not root (or no apt-get / no package registry)
+        pytest.skip(f"no Slurm test cluster: {exc}")
     root = tempfile.mkdtemp(prefix="crystalgen-slurm-")
     cluster = Cluster(root)
     try:
         try:
             cluster.start()
         except ClusterUnavailable as exc:
-            pytest.skip(f"no Slurm test cluster: {exc}")
+            if os.geteuid() != 0:  # slurmd and slurmctld may well refuse to run as another user
+                pytest.skip(f"no Slurm test cluster as uid {os.geteuid()}: {exc}")
+            pytest.fail(f"the Slurm test cluster did not start: {exc}")
         yield cluster
     finally:
         cluster.stop()
@@ -144,6 +152,8 @@ def test_qlaunch_runs_each_category_in_its_own_slurm_job(slurm, settings, tmp_pa
         assert job_category[job_id] == category, f"{fw['name']} ({category}) ran in the {job_category[job_id]} job"
         assert launch["fworker"]["name"] == f"crystalgen-{category}-slurm"
         stages_by_job[job_id].add(fw["spec"].get("crystalgen_stage"))
+    print("slurm jobs:", {i: (job_category[i], job.state, job["ExitCode"]) for i, job in slurm_jobs.items()})
+    print("fireworks:", {fw["name"]: (fw["spec"]["_category"], fw["state"]) for fw in fws.values()})
     gpu_job, cpu_job = sorted(job_category)
     assert {"generate", "prerelax"} <= stages_by_job[gpu_job] and not stages_by_job[gpu_job] & {"relax", "hull"}
     assert {"relax", "hull"} <= stages_by_job[cpu_job] and not stages_by_job[cpu_job] & {"generate", "prerelax"}
@@ -250,6 +260,9 @@ def test_failed_and_killed_vasp_runs_rerun_by_resubmit_in_new_reserved_slurm_job
     finished = wait_for_jobs(slurm, [hull_job])
     assert finished[hull_job]["TimeLimit"] == "00:02:00"
     assert set(_states(lpad).values()) == {"COMPLETED"}, _diagnose(lpad, finished.values())
+    print("slurm jobs:", {i: (j.fields["JobName"], j.state, j["TimeLimit"])
+                          for i, j in jobs(slurm, [gen_job, *first, *rerun, hull_job]).items()})
+    print("fireworks:", {lpad.fireworks.find_one({"fw_id": i})["name"]: state for i, state in _states(lpad).items()})
     history = {d["formula"]: [h["resubmission"]["error_class"] for h in d["history"] if "resubmission" in h]
                for d in lpad.db.candidates.find()}
     assert history == {"TaB": [], "TaB2": ["zbrent"], "BW": ["lost"]}

@@ -315,7 +315,7 @@ class Cluster:
         if not self.running():
             return
         try:
-            if self.run("scancel", "--full", "-u", str(os.getuid()), timeout=15).returncode != 0:
+            if self.run("scancel", "-u", str(os.getuid()), timeout=15).returncode != 0:
                 return
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
