@@ -285,4 +285,7 @@ def register(app: typer.Typer) -> None:
     campaign_app.command("status")(status)
     app.command("candidates")(candidates)
     app.command("resubmit")(resubmit)
+    from hpc.scheduler_check import check_command
+
+    hpc_app.command("check")(check_command)
     app.add_typer(hpc_app, name="hpc")

@@ -140,10 +140,18 @@ def _pre_rocket(options: ClusterOptions, settings: Settings, config_dir: Path) -
     return "\n".join(lines)
 
 
-def qadapter_config(options: ClusterOptions, settings: Settings, config_dir: Path) -> dict:
-    """``my_qadapter.yaml``: a CommonAdapter whose jobs run rapidfire until 90% of the walltime."""
+def qadapter_config(options: ClusterOptions, settings: Settings, config_dir: Path, reserve: bool = False) -> dict:
+    """``my_qadapter.yaml``: a CommonAdapter whose jobs run rapidfire until 90% of the walltime.
+
+    ``reserve``: ``my_qadapter_reserve.yaml`` for ``qlaunch -r`` (reservation mode), whose jobs run
+    the one firework reserved for them (``singleshot``; qlaunch appends ``--fw_id N`` and refuses
+    any other rocket_launch) under that firework's ``_queueadapter``.
+    """
     timeout = int(walltime_seconds(options.walltime) * TIMEOUT_MARGIN)
-    rocket = f"{options.launcher} -c {_quote('--out', config_dir)} rapidfire --timeout {timeout}"
+    directory = _quote("--out", config_dir)
+    rocket = f"{options.launcher} -c {directory} rapidfire --timeout {timeout}"
+    if reserve:
+        rocket = f"{options.launcher} -c {directory} singleshot"
     config = {
         "_fw_name": "CommonAdapter",
         "_fw_q_type": options.scheduler.upper(),
@@ -184,6 +192,7 @@ def render_cluster_files(options: ClusterOptions, settings: Settings, uri: str, 
         "launchpad": out_dir / "my_launchpad.yaml",
         "fworker": out_dir / "my_fworker.yaml",
         "qadapter": out_dir / "my_qadapter.yaml",
+        "qadapter_reserve": out_dir / "my_qadapter_reserve.yaml",
         "template": out_dir / template_name,
         "env": out_dir / ENV_FILE,
     }
@@ -193,6 +202,9 @@ def render_cluster_files(options: ClusterOptions, settings: Settings, uri: str, 
           fworker_config(options))
     _dump(paths["qadapter"], f"FireWorks CommonAdapter ({options.scheduler.upper()}, {options.category}); "
           f"qlaunch -c {out_dir} rapidfire", qadapter)
+    _dump(paths["qadapter_reserve"], f"FireWorks CommonAdapter ({options.scheduler.upper()}, {options.category}) for "
+          f"reservation mode: qlaunch -c {out_dir} -q {paths['qadapter_reserve']} -r rapidfire",
+          qadapter_config(options, settings, out_dir, reserve=True))
     write_private(paths["env"], job_env(uri))
     shutil.copyfile(files("hpc") / "templates" / template_name, paths["template"])
     return paths
