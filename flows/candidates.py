@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -25,13 +25,15 @@ from flows.schemas import CandidateDoc, CandidateState, HistoryEvent, now
 COLLECTION = "candidates"
 INDEXES = (
     [("campaign", ASCENDING), ("stage", ASCENDING)],
+    [("campaign", ASCENDING), ("stage", ASCENDING), ("grid_index", ASCENDING)],
+    [("campaign", ASCENDING), ("stage", ASCENDING), ("prerelax.e_above_hull", ASCENDING)],
     [("campaign", ASCENDING), ("e_above_hull", ASCENDING)],
     [("campaign", ASCENDING), ("formula", ASCENDING)],
     [("campaign", ASCENDING), ("condition.spacegroup", ASCENDING)],
 )
 #: fields fixed at generation; updates may set only the others
-IMMUTABLE = {"schema_version", "candidate_id", "campaign", "condition", "sample_index", "seed", "model", "formula",
-             "chemsys", "stage", "history", "updated_at"}
+IMMUTABLE = {"schema_version", "candidate_id", "campaign", "condition", "sample_index", "grid_index", "seed", "model",
+             "formula", "chemsys", "stage", "history", "updated_at"}
 
 
 def candidate_id(campaign: str, condition: dict[str, Any], sample_index: int, seed: int) -> str:
@@ -82,10 +84,7 @@ def _field_adapter(name: str) -> TypeAdapter:
     return TypeAdapter(CandidateDoc.model_fields[name].annotation)
 
 
-def set_stage(coll: Collection, candidate_id: str, stage: CandidateState | str, fields: dict[str, Any] | None = None,
-              **event: Any) -> None:
-    """Move a candidate to ``stage``, set ``fields`` (each checked against the schema) and log ``event``."""
-    state = CandidateState(stage)
+def _checked(candidate_id: str, fields: dict[str, Any] | None) -> dict[str, Any]:
     values = {}
     for name, value in (fields or {}).items():
         adapter = _field_adapter(name)
@@ -93,12 +92,44 @@ def set_stage(coll: Collection, candidate_id: str, stage: CandidateState | str, 
             values[name] = adapter.dump_python(adapter.validate_python(value))
         except ValidationError as exc:
             raise ValueError(f"candidate {candidate_id}: field {name!r} does not fit the schema: {exc}") from None
+    return values
+
+
+def _move(state: CandidateState, values: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
     at = now()
     entry = HistoryEvent(stage=state, at=at, **event).model_dump()
-    result = coll.update_one({"candidate_id": candidate_id},
-                             {"$set": {**values, "stage": state.value, "updated_at": at}, "$push": {"history": entry}})
+    return {"$set": {**values, "stage": state.value, "updated_at": at}, "$push": {"history": entry}}
+
+
+def set_stage(coll: Collection, candidate_id: str, stage: CandidateState | str, fields: dict[str, Any] | None = None,
+              **event: Any) -> None:
+    """Move a candidate to ``stage``, set ``fields`` (each checked against the schema) and log ``event``."""
+    state = CandidateState(stage)
+    result = coll.update_one({"candidate_id": candidate_id}, _move(state, _checked(candidate_id, fields), event))
     if result.matched_count != 1:
         raise KeyError(f"no candidate {candidate_id}")
+
+
+def set_stage_many(coll: Collection, filt: dict[str, Any], stage: CandidateState | str,
+                   fields: dict[str, Any] | None = None, **event: Any) -> int:
+    """``set_stage`` for every candidate matching ``filt``, in one update; returns how many moved."""
+    state = CandidateState(stage)
+    return coll.update_many(filt, _move(state, _checked(str(filt), fields), event)).modified_count
+
+
+def ids_at_stage(coll: Collection, campaign: str, stage: CandidateState) -> list[str]:
+    """Ids of the campaign's candidates in ``stage``, in grid order (the order work is done in)."""
+    cursor = coll.find({"campaign": campaign, "stage": CandidateState(stage).value}, {"candidate_id": 1},
+                       sort=[("grid_index", ASCENDING), ("candidate_id", ASCENDING)])
+    return [d["candidate_id"] for d in cursor]
+
+
+def in_campaign(coll: Collection, campaign: str, *stages: CandidateState, where: dict[str, Any] | None = None,
+                sort: list | None = None) -> Iterator[CandidateDoc]:
+    """The campaign's candidates in ``stages`` (and matching ``where``), streamed, grid order by default."""
+    filt = {"campaign": campaign, "stage": {"$in": [CandidateState(s).value for s in stages]}, **(where or {})}
+    order = sort or [("grid_index", ASCENDING), ("candidate_id", ASCENDING)]
+    return (CandidateDoc.from_mongo(doc) for doc in coll.find(filt, sort=order))
 
 
 def relax_and_record(candidate_ids: list[str], pending: CandidateState, mlip, step: str, state: CandidateState,

@@ -114,6 +114,7 @@ class CandidateDoc(_Record):
     campaign: str = Field(description="campaign name")
     condition: ConditionRecord = Field(description="what was asked for")
     sample_index: int = Field(ge=0, description="k-th sample of the condition")
+    grid_index: int | None = Field(None, ge=0, description="position in the campaign's grid: the order stages work in")
     seed: int = Field(description="campaign seed")
     model: ModelRecord = Field(description="what generated it")
     formula: str = Field(description="reduced formula")

@@ -84,7 +84,7 @@ def test_hull_job_refuses_mlip_energies_on_a_dft_hull(settings):
     cands.insert_generated(coll, [doc])
     cands.set_stage(coll, doc.candidate_id, "relaxed", {"relax": {
         "engine": "mlip", "is_dft": False, "energy_per_atom": -12.4, "energy_source": energies.mlip_source("TensorNet")}})
-    job = stage_makers(campaign).hull.make([doc.candidate_id])
+    job = stage_makers(campaign).hull.make()
     responses = run_locally(job, store=job_store(), log=False)
     assert not responses.get(job.uuid)
     stored = cands.get(coll, [doc.candidate_id])[doc.candidate_id]

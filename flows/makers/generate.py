@@ -18,11 +18,14 @@ logger = logging.getLogger(__name__)
 
 #: ``model.checkpoint`` of candidates that were given, not sampled
 EXPLICIT = "explicit-structures"
+#: candidates generated and inserted at a time
+BATCH = 10_000
 
 
 @dataclass
 class GenerateMaker(StageMaker):
-    """Sample the campaign's conditions not in the database yet; the job returns every candidate id.
+    """Sample the campaign's conditions not in the database yet; the job returns counts only (a campaign
+    of millions of candidates must not make one output document that large).
 
     ``structures`` (reduced formula -> pymatgen dicts) replaces the model: sample k of a condition
     gets ``structures[formula][k % len]`` (tests, or seeding a campaign with known prototypes).
@@ -44,48 +47,52 @@ class GenerateMaker(StageMaker):
         return self.tag(self.generate(hull_formation_energy))
 
     @job
-    def generate(self, hull_formation_energy: dict[str, float]) -> list[str]:
+    def generate(self, hull_formation_energy: dict[str, float]) -> dict[str, int]:
         points = expand_conditions(self.grid, hull_formation_energy)
         coll = cands.collection()
         wanted = [(p, k) for p in points for k in range(self.samples_per_condition)]
         ids = [self._candidate_id(p, k) for p, k in wanted]
         present = cands.existing_ids(coll, ids)
-        todo = [(p, k) for (p, k), cid in zip(wanted, ids, strict=True) if cid not in present]
-        if todo:
-            docs = self._explicit(todo) if self.structures is not None else self._sampled(todo)
-            inserted = cands.insert_generated(coll, docs)
-            logger.info("generate: %d new candidates (%d already present)", inserted, len(present))
-        return ids
+        todo = [(i, p, k) for i, ((p, k), cid) in enumerate(zip(wanted, ids, strict=True)) if cid not in present]
+        inserted = 0
+        for start in range(0, len(todo), BATCH):  # memory stays flat for any grid size
+            batch = todo[start : start + BATCH]
+            docs = self._explicit(batch) if self.structures is not None else self._sampled(batch)
+            inserted += cands.insert_generated(coll, docs)
+        logger.info("generate: %d new candidates (%d already present)", inserted, len(present))
+        return {"candidates": len(ids), "new": inserted, "present": len(present)}
 
     def _candidate_id(self, point: GridPoint, k: int) -> str:
         return cands.candidate_id(self.campaign, point.as_dict(), k, self.seed)
 
-    def _doc(self, point: GridPoint, k: int, model: ModelRecord, structure: dict | None, reason: str) -> CandidateDoc:
+    def _doc(self, index: int, point: GridPoint, k: int, model: ModelRecord, structure: dict | None,
+             reason: str) -> CandidateDoc:
         comp = Composition(point.formula)
         failed = structure is None
         return CandidateDoc(
             candidate_id=self._candidate_id(point, k), campaign=self.campaign, condition=point.as_dict(),
-            sample_index=k, seed=self.seed, model=model, formula=comp.reduced_formula,
+            sample_index=k, grid_index=index, seed=self.seed, model=model, formula=comp.reduced_formula,
             chemsys="-".join(sorted(el.symbol for el in comp.elements)), structure=structure,
             stage=CandidateState.FAILED if failed else CandidateState.GENERATED,
             error=f"generation: {reason or 'no structure'}" if failed else None,
         )
 
-    def _explicit(self, todo: list[tuple[GridPoint, int]]) -> list[CandidateDoc]:
+    def _explicit(self, todo: list[tuple[int, GridPoint, int]]) -> list[CandidateDoc]:
         by_formula = {Composition(formula).reduced_formula: options for formula, options in self.structures.items()}
         docs = []
-        for point, k in todo:
+        for index, point, k in todo:
             options = by_formula.get(Composition(point.formula).reduced_formula) or []
             structure = options[k % len(options)] if options else None
             if isinstance(structure, Structure):  # jobflow hands Maker fields back deserialised
                 structure = structure.as_dict()
-            docs.append(self._doc(point, k, ModelRecord(checkpoint=EXPLICIT), structure,
+            docs.append(self._doc(index, point, k, ModelRecord(checkpoint=EXPLICIT), structure,
                                   "no explicit structure for this formula"))
         return docs
 
-    def _sampled(self, todo: list[tuple[GridPoint, int]]) -> list[CandidateDoc]:
+    def _sampled(self, todo: list[tuple[int, GridPoint, int]]) -> list[CandidateDoc]:
         per_point: dict[GridPoint, list[int]] = {}
-        for point, k in todo:
+        index_of = {(point, k): index for index, point, k in todo}
+        for _index, point, k in todo:
             per_point.setdefault(point, []).append(k)
         points = list(per_point)
         n = max(k for ks in per_point.values() for k in ks) + 1
@@ -96,13 +103,12 @@ class GenerateMaker(StageMaker):
             samples = sample_with_torchrun(self.checkpoint, conditions, kwargs, processes)
         else:
             samples = _sample_here(self.checkpoint, conditions, kwargs)
-        wanted = set(todo)
         docs = []
         for i, sample in enumerate(samples):
             point, k = points[i // n], sample.sample_index
-            if (point, k) in wanted:
+            if (point, k) in index_of:
                 model = ModelRecord(checkpoint=self.checkpoint, method=sample.method, steps=sample.steps)
-                docs.append(self._doc(point, k, model, sample.structure, sample.reason))
+                docs.append(self._doc(index_of[point, k], point, k, model, sample.structure, sample.reason))
         return docs
 
 

@@ -35,8 +35,8 @@ class HullMaker(StageMaker):
     recompute: bool = True
     compatibility: str | None = None
 
-    def make(self, candidate_ids, relax_outputs=None):
-        return self.tag(self.rank(candidate_ids, relax_outputs))
+    def make(self, relax_outputs=None):
+        return self.tag(self.rank(relax_outputs))
 
     def reference_set(self, db, progress: bool = True) -> ReferenceSet:
         if self.engine == "mlip":
@@ -46,13 +46,14 @@ class HullMaker(StageMaker):
         return stored_references(self.references, db)
 
     @job
-    def rank(self, candidate_ids: list[str], relax_outputs: list | None = None) -> dict[str, Any]:
-        """e_above_hull, decomposition, below-hull flag and twin of every relaxed candidate."""
+    def rank(self, relax_outputs: list | None = None) -> dict[str, Any]:
+        """e_above_hull, decomposition, below-hull flag and twin of every relaxed candidate of the campaign
+        (``relax_outputs``: the relaxations it waits for)."""
         from flows.hull import check_sources, e_above_hull
 
         coll = cands.collection()
         db = cands.database()
-        docs = cands.at_stage(coll, candidate_ids, CandidateState.RELAXED, CandidateState.RANKED)
+        docs = list(cands.in_campaign(coll, self.campaign, CandidateState.RELAXED, CandidateState.RANKED))
         refs = self.reference_set(db)
         warnings = check_sources([d.relax.energy_source for d in docs], refs, self.compatibility)
         results = e_above_hull([(d.candidate_id, d.formula, d.relax.energy_per_atom) for d in docs], refs)

@@ -27,16 +27,17 @@ class PrerelaxMaker(StageMaker):
     chunk: PrerelaxChunkMaker | None = None
     select: SelectMaker | None = None
 
-    def make(self, candidate_ids):
-        return self.tag(self.fan_out(candidate_ids))
+    def make(self, generated):
+        return self.tag(self.fan_out(generated))
 
     @job
-    def fan_out(self, candidate_ids: list[str]) -> Response:
-        pending = [d.candidate_id for d in cands.at_stage(cands.collection(), candidate_ids, CandidateState.GENERATED)]
+    def fan_out(self, generated: dict[str, int]) -> Response:
+        """``generated``: the generate job's counts (it runs after generation; candidates come from the database)."""
+        pending = cands.ids_at_stage(cands.collection(), self.campaign, CandidateState.GENERATED)
         size = self.chunk_size
         groups = [pending[i : i + size] for i in range(0, len(pending), size)]
         chunks = [self.chunk.make(ids, f"{self.name} {i + 1}/{len(groups)}") for i, ids in enumerate(groups)]
-        select = self.select.make(candidate_ids, [c.output for c in chunks])
+        select = self.select.make([c.output for c in chunks])
         return Response(replace=Flow([*chunks, select], name=self.name))
 
 

@@ -30,24 +30,23 @@ class SelectMaker(StageMaker):
     relax: MlipRelaxMaker | VaspRelaxMaker | None = None
     hull: HullMaker | None = None
 
-    def make(self, candidate_ids, chunk_summaries=None):
-        return self.tag(self.select(candidate_ids, chunk_summaries))
+    def make(self, chunk_summaries=None):
+        return self.tag(self.select(chunk_summaries))
 
     @job
-    def select(self, candidate_ids: list[str], chunk_summaries: list | None = None) -> Response:
+    def select(self, chunk_summaries: list | None = None) -> Response:
+        """``chunk_summaries``: the pre-relax chunks' counts (selection runs once they have all finished)."""
         coll = cands.collection()
-        docs = list(cands.get(coll, candidate_ids).values())
         kept = StructureIndex()
-        for doc in docs:
-            if doc.stage in ALREADY_SELECTED:
-                kept.add(doc.candidate_id, Structure.from_dict(doc.structure))
-        fresh = sorted((d for d in docs if d.stage == CandidateState.PRERELAXED), key=lambda d: d.prerelax.e_above_hull)
-        for doc in fresh:
-            cid, ehull = doc.candidate_id, doc.prerelax.e_above_hull
-            if ehull > self.e_above_hull_window:
-                cands.set_stage(coll, cid, CandidateState.REJECTED, {"rejected_reason": "above MLIP e_above_hull window"},
-                                reason=f"MLIP e_above_hull {ehull:.3f} > {self.e_above_hull_window}")
-                continue
+        for doc in cands.in_campaign(coll, self.campaign, *ALREADY_SELECTED):
+            kept.add(doc.candidate_id, Structure.from_dict(doc.structure))
+        fresh = {"campaign": self.campaign, "stage": CandidateState.PRERELAXED.value}
+        cands.set_stage_many(coll, {**fresh, "prerelax.e_above_hull": {"$gt": self.e_above_hull_window}},
+                             CandidateState.REJECTED, {"rejected_reason": "above MLIP e_above_hull window"},
+                             reason=f"MLIP e_above_hull > {self.e_above_hull_window}")
+        for doc in cands.in_campaign(coll, self.campaign, CandidateState.PRERELAXED,
+                                     sort=[("prerelax.e_above_hull", 1), ("grid_index", 1)]):
+            cid = doc.candidate_id
             if self.max_selected is not None and len(kept) >= self.max_selected:
                 cands.set_stage(coll, cid, CandidateState.REJECTED, {"rejected_reason": "max_selected reached"})
                 continue
@@ -58,7 +57,6 @@ class SelectMaker(StageMaker):
                 continue
             kept.add(cid, structure)
             cands.set_stage(coll, cid, CandidateState.SELECTED)
-        to_relax = cands.at_stage(coll, candidate_ids, CandidateState.SELECTED)
-        jobs, outputs = self.relax.relax_jobs(to_relax)
-        hull = self.hull.make(candidate_ids, outputs)
+        jobs, outputs = self.relax.relax_jobs(list(cands.in_campaign(coll, self.campaign, CandidateState.SELECTED)))
+        hull = self.hull.make(outputs)
         return Response(replace=Flow([*jobs, hull], name="relax and hull"))
