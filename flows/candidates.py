@@ -32,8 +32,8 @@ INDEXES = (
     [("campaign", ASCENDING), ("condition.spacegroup", ASCENDING)],
 )
 #: fields fixed at generation; updates may set only the others
-IMMUTABLE = {"schema_version", "candidate_id", "campaign", "condition", "sample_index", "grid_index", "seed", "model",
-             "formula", "chemsys", "stage", "history", "updated_at"}
+IMMUTABLE = {"schema_version", "candidate_id", "campaign", "condition", "sample_index", "grid_index", "seed",
+             "generator", "model", "formula", "chemsys", "stage", "history", "updated_at"}
 
 
 def candidate_id(campaign: str, condition: dict[str, Any], sample_index: int, seed: int) -> str:
@@ -133,17 +133,19 @@ def in_campaign(coll: Collection, campaign: str, *stages: CandidateState, where:
 
 
 def relax_and_record(candidate_ids: list[str], pending: CandidateState, mlip, step: str, state: CandidateState,
-                     records) -> dict[str, int]:
+                     records, meter) -> dict[str, int]:
     """Relax the candidates among ``candidate_ids`` still at ``pending`` with ``mlip`` (``MlipSettings``) and
     file each result: ``state`` with the structure and ``records(docs, results)(doc, result)`` (``{field:
-    value}``), or ``failed`` with ``"<step>: <error>"``. Returns the counts."""
+    value}``), or ``failed`` with ``"<step>: <error>"``; ``meter`` (``flows.costs``) times the relaxation.
+    Returns the counts."""
     coll = collection()
     docs = at_stage(coll, candidate_ids, pending)
     if not docs:
         return {"relaxed": 0, "failed": 0}
     from pymatgen.core import Structure
 
-    results = mlip.relax([Structure.from_dict(d.structure) for d in docs], description=f"{step} ({mlip.potential})")
+    with meter.science():
+        results = mlip.relax([Structure.from_dict(d.structure) for d in docs], description=f"{step} ({mlip.potential})")
     record = records(docs, results)
     failed = 0
     for doc, result in zip(docs, results, strict=True):

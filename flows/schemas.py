@@ -116,16 +116,20 @@ class CandidateDoc(_Record):
     sample_index: int = Field(ge=0, description="k-th sample of the condition")
     grid_index: int | None = Field(None, ge=0, description="position in the campaign's grid: the order stages work in")
     seed: int = Field(description="campaign seed")
+    generator: str = Field("model", description="which generator made it: model, random-symmetric or substitution")
     model: ModelRecord = Field(description="what generated it")
     formula: str = Field(description="reduced formula")
     chemsys: str = Field(description="chemical system, e.g. B-Ta-W")
     stage: CandidateState = Field(CandidateState.GENERATED, description="how far it got: generated, prerelaxed, "
                                   "selected, relaxed, hull (ranked), failed or rejected")
     structure: dict[str, Any] | None = Field(description="latest structure (pymatgen dict); null if generation failed")
+    rescue: str | None = Field(None, description="what the near-miss repair did before pre-relaxation (null: nothing)")
     prerelax: PrerelaxRecord | None = Field(None, description="MLIP pre-relaxation")
     relax: RelaxRecord | None = Field(None, description="final relaxation")
     hull: HullRecord | None = Field(None, description="convex-hull ranking")
     e_above_hull: float | None = Field(None, description="eV/atom, from the hull stage (indexed, sortable)")
+    novel: bool | None = Field(None, description="hull stage: matches no reference phase and no training structure")
+    matches: str | None = Field(None, description="the known structure it equals, e.g. reference:TaB2 or training:<id>")
     error: str | None = Field(None, description="why it failed (stage: reason)")
     rejected_reason: str | None = Field(None, description="why selection left it out")
     history: list[HistoryEvent] = Field(default_factory=list, description="every state change, with extras "
@@ -164,6 +168,23 @@ class CampaignDoc(_Record):
     def from_mongo(cls, doc: dict[str, Any]) -> CampaignDoc:
         """Read a stored document (any version this crystalgen knows)."""
         return cls.model_validate(_readable(doc, "campaign"))
+
+
+class CostDoc(_Record):
+    """What one job cost (collection ``costs``): wall and CPU seconds, and how much of it was science
+    (sampling, potential calls, VASP) rather than framework; summed per stage for the funnel."""
+
+    schema_version: int = SCHEMA_VERSION
+    campaign: str
+    stage: str
+    job: str = Field(description="job name")
+    candidate_ids: list[str] = Field(default_factory=list, description="the candidates the job worked on")
+    generator: str | None = Field(None, description="generate stage: the generator this cost belongs to")
+    wall_s: float = Field(ge=0)
+    cpu_s: float = Field(ge=0, description="CPU seconds of this process (all its threads)")
+    science_s: float = Field(0.0, ge=0, description="seconds inside the model, the potential or VASP")
+    device: str = Field("cpu", description="cpu, or the GPU the job used")
+    at: datetime = Field(default_factory=now)
 
 
 def _readable(doc: dict[str, Any], kind: str) -> dict[str, Any]:

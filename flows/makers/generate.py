@@ -10,6 +10,7 @@ from pymatgen.core import Composition, Structure
 
 from flows import candidates as cands
 from flows.campaign import ConditionGrid
+from flows.costs import measured
 from flows.conditions import GridPoint, expand_conditions
 from flows.schemas import CandidateDoc, CandidateState, ModelRecord
 from flows.stages import Stage, StageMaker
@@ -55,10 +56,12 @@ class GenerateMaker(StageMaker):
         present = cands.existing_ids(coll, ids)
         todo = [(i, p, k) for i, ((p, k), cid) in enumerate(zip(wanted, ids, strict=True)) if cid not in present]
         inserted = 0
-        for start in range(0, len(todo), BATCH):  # memory stays flat for any grid size
-            batch = todo[start : start + BATCH]
-            docs = self._explicit(batch) if self.structures is not None else self._sampled(batch)
-            inserted += cands.insert_generated(coll, docs)
+        with measured(self.campaign, self.stage, self.name) as meter:
+            for start in range(0, len(todo), BATCH):  # memory stays flat for any grid size
+                batch = todo[start : start + BATCH]
+                with meter.science():
+                    docs = self._explicit(batch) if self.structures is not None else self._sampled(batch)
+                inserted += cands.insert_generated(coll, docs)
         logger.info("generate: %d new candidates (%d already present)", inserted, len(present))
         return {"candidates": len(ids), "new": inserted, "present": len(present)}
 

@@ -9,6 +9,7 @@ from jobflow import job
 from pymatgen.core import Structure
 
 from flows import candidates as cands
+from flows.costs import measured
 from flows.dedupe import relaxed_duplicates
 from flows.energies import MlipSettings
 from flows.references import ReferenceSet, ReferenceSource, mlip_references, stored_references, vasp_references
@@ -49,6 +50,10 @@ class HullMaker(StageMaker):
     def rank(self, relax_outputs: list | None = None) -> dict[str, Any]:
         """e_above_hull, decomposition, below-hull flag and twin of every relaxed candidate of the campaign
         (``relax_outputs``: the relaxations it waits for)."""
+        with measured(self.campaign, self.stage, self.name):
+            return self._rank()
+
+    def _rank(self) -> dict[str, Any]:
         from flows.hull import check_sources, e_above_hull
 
         coll = cands.collection()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from jobflow import Flow, Response, job
 
 from flows import candidates as cands
+from flows.costs import measured
 from flows.energies import MlipSettings
 from flows.makers.select import SelectMaker
 from flows.references import ReferenceSource, mlip_references
@@ -59,8 +60,9 @@ class PrerelaxChunkMaker(StageMaker):
     @job
     def relax_chunk(self, candidate_ids: list[str]) -> dict[str, int]:
         """Relax one chunk; record energy and MLIP e_above_hull, or why it failed."""
-        return cands.relax_and_record(candidate_ids, CandidateState.GENERATED, self.mlip, "prerelax",
-                                      CandidateState.PRERELAXED, self._records)
+        with measured(self.campaign, self.stage, "prerelax chunk", candidate_ids) as meter:
+            return cands.relax_and_record(candidate_ids, CandidateState.GENERATED, self.mlip, "prerelax",
+                                          CandidateState.PRERELAXED, self._records, meter)
 
     def _records(self, docs, results):
         from flows.hull import e_above_hull

@@ -9,6 +9,7 @@ from jobflow import job
 from pymatgen.core import Composition
 
 from flows import candidates as cands
+from flows.costs import measured
 from flows.energies import MlipSettings
 from flows.references import ReferenceSource, mlip_references
 from flows.stages import Stage, StageMaker
@@ -32,7 +33,8 @@ class ReferencesMaker(StageMaker):
 
     @job
     def hull_energies(self) -> dict[str, Any]:
-        refs = mlip_references(self.references, self.mlip, cands.database())
+        with measured(self.campaign, self.stage, self.name) as meter, meter.science():
+            refs = mlip_references(self.references, self.mlip, cands.database())
         hull = {Composition(f).reduced_formula: refs.hull_formation_energy(f) for f in self.compositions}
         return {"hull_formation_energy": hull, "label": refs.label, "energy_source": refs.energy_source,
                 "notes": refs.notes}

@@ -10,6 +10,7 @@ from pymatgen.core import Structure
 
 from flows import candidates as cands
 from flows import energies
+from flows.costs import measured
 from flows.energies import MlipSettings
 from flows.references import ReferenceSource, missing_vasp_references, record_vasp_reference, vasp_reference_key
 from flows.schemas import CandidateDoc, CandidateState, RelaxRecord
@@ -86,6 +87,7 @@ class VaspRelaxMaker(StageMaker):
                             {"error": "relax: VASP job failed", "relax": RelaxRecord(engine="vasp", job_uuid=vasp_uuid)})
             return {"candidate_id": candidate_id, "ok": False}
         structure, energy, incar = task_summary(task_doc)
+        record_vasp_cost(self.campaign, vasp_job_name(candidate_id), [candidate_id], task_doc)
         record = RelaxRecord(engine="vasp", is_dft=True, energy_per_atom=energy, energy_source=energies.vasp_source(incar),
                              job_uuid=vasp_uuid, incar={k: incar[k] for k in RECORDED_INCAR if k in incar})
         cands.set_stage(coll, candidate_id, CandidateState.RELAXED, {"structure": structure, "relax": record})
@@ -99,6 +101,23 @@ class VaspRelaxMaker(StageMaker):
         structure, energy, incar = task_summary(task_doc)
         record_vasp_reference(cands.database(), key, name, structure, energy, energies.vasp_source(incar), vasp_uuid)
         return {"name": name, "ok": True, "energy_per_atom": energy}
+
+
+def record_vasp_cost(campaign: str, job: str, candidate_ids: list[str], task_doc: Any) -> None:
+    """The VASP run's own timing (its OUTCAR's run statistics, as atomate2 parsed them) as the relax stage's cost."""
+    from flows.costs import COLLECTION
+    from flows.schemas import CostDoc
+
+    stats = _get(task_doc, "run_stats") or {}
+    seconds = sum(float(_get(s, "elapsed_time") or 0.0) for s in (stats.values() if isinstance(stats, dict) else []))
+    cpu = sum(float(_get(s, "total_time") or 0.0) for s in (stats.values() if isinstance(stats, dict) else []))
+    doc = CostDoc(campaign=campaign, stage=Stage.RELAX.value, job=job, candidate_ids=candidate_ids, wall_s=seconds,
+                  cpu_s=cpu, science_s=seconds)
+    cands.database()[COLLECTION].insert_one(doc.model_dump())
+
+
+def _get(obj: Any, key: str) -> Any:
+    return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
 
 
 def task_summary(task_doc: Any) -> tuple[dict, float, dict]:
@@ -132,8 +151,9 @@ class MlipRelaxMaker(StageMaker):
 
     @job
     def relax(self, candidate_ids: list[str]) -> dict[str, int]:
-        return cands.relax_and_record(candidate_ids, CandidateState.SELECTED, self.mlip, "relax",
-                                      CandidateState.RELAXED, self._records)
+        with measured(self.campaign, self.stage, self.name, candidate_ids) as meter:
+            return cands.relax_and_record(candidate_ids, CandidateState.SELECTED, self.mlip, "relax",
+                                          CandidateState.RELAXED, self._records, meter)
 
     def _records(self, _docs, _results):
         potential = self.mlip.loaded()

@@ -8,6 +8,7 @@ from jobflow import Flow, Response, job
 from pymatgen.core import Structure
 
 from flows import candidates as cands
+from flows.costs import measured
 from flows.dedupe import StructureIndex
 from flows.makers.hull import HullMaker
 from flows.makers.relax import MlipRelaxMaker, VaspRelaxMaker
@@ -36,6 +37,10 @@ class SelectMaker(StageMaker):
     @job
     def select(self, chunk_summaries: list | None = None) -> Response:
         """``chunk_summaries``: the pre-relax chunks' counts (selection runs once they have all finished)."""
+        with measured(self.campaign, self.stage, self.name):
+            return self._select()
+
+    def _select(self) -> Response:
         coll = cands.collection()
         kept = StructureIndex()
         for doc in cands.in_campaign(coll, self.campaign, *ALREADY_SELECTED):
