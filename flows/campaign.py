@@ -159,6 +159,8 @@ class Campaign(_Strict):
         "error", description="a composition the Wyckoff positions of a requested group cannot hold: refuse the "
         "campaign (error) or leave that pair out of the grid (skip)")
     samples_per_condition: int = Field(1, ge=1, le=MAX_COUNT)
+    stability_window: float = Field(0.1, ge=0, le=10, description="eV/atom above the hull still counted as stable "
+                                    "(within the window) in the funnel, besides e_above_hull <= 0")
     seed: int = Field(0, ge=0, le=INT64_MAX, description="random seed; stored in every candidate (MongoDB int64)")
     prerelax: PrerelaxSpec = PrerelaxSpec()
     relax: RelaxSpec = RelaxSpec()

@@ -41,6 +41,7 @@ def failure_reasons(coll, campaign: str, top: int = 5) -> list[tuple[str, int]]:
 
 def build_report(campaign: Campaign, coll, db, out_dir: Path, limit: int = 20) -> dict[str, Any]:
     """Write report.json / report.md / hull plots; return the report dict."""
+    from flows.funnel import campaign_funnel
     from flows.makers import stage_makers
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -58,6 +59,7 @@ def build_report(campaign: Campaign, coll, db, out_dir: Path, limit: int = 20) -
         "ranked": top,
         "failures": failure_reasons(coll, campaign.name),
         "plots": [p.name for p in plots],
+        "funnel": campaign_funnel(db, campaign.name, window=campaign.stability_window),
     }
     (out_dir / "report.json").write_text(json.dumps(report, indent=1, default=str))
     (out_dir / "report.md").write_text(markdown(report))
@@ -83,7 +85,10 @@ def markdown(report: dict[str, Any]) -> str:
     if not report["is_dft"]:
         lines += ["> **Relaxation engine: MLIP stand-in, not DFT.** Energies and hull distances below come from the",
                   "> machine-learned potential for candidates and references alike.", ""]
-    lines += [f"References: {report['references']}", "", "## Candidates per stage", "", "| stage | count |", "|---|---|"]
+    from flows import funnel
+
+    lines += [f"References: {report['references']}", "", *funnel.markdown(report["funnel"]), "",
+              "## Candidates per stage", "", "| stage | count |", "|---|---|"]
     lines += [f"| {stage} | {n} |" for stage, n in report["counts"].items()]
     lines += ["", "## Lowest energy above hull", "",
               "| rank | composition | spg | E_target (eV/atom) | e_above_hull (eV/atom) | below hull | MLIP e_hull | candidate "
