@@ -220,8 +220,15 @@ def init(
                                  "campaign's resources give the stages it should run (e.g. gpu, cpu, gpu-a100)"),
     gpus: int = typer.Option(None, "--gpus", min=0, help="GPUs per node to request; default 1 for a category whose "
                              "name starts with 'gpu', else 0"),
-    cpus: int = typer.Option(16, "--cpus", min=1, help="CPU cores per job"),
-    nodes: int = typer.Option(1, "--nodes", min=1),
+    cpus: int = typer.Option(16, "--cpus", min=1, help="CPU cores per run (per node of a run)"),
+    nodes: int = typer.Option(1, "--nodes", min=1, help="nodes per run (for VASP workers: the campaign's "
+                              "resources.relax.nodes)"),
+    runs_per_job: int = typer.Option(1, "--runs-per-job", min=1, help="fireworks one job runs side by side "
+                                     "(rlaunch multi K); the job asks for K runs' nodes"),
+    runs_per_node: int = typer.Option(1, "--runs-per-node", min=1, help="runs sharing one node (with --nodes 1): "
+                                      "the job asks for runs-per-job / runs-per-node nodes"),
+    max_queued: int = typer.Option(10, "--max-queued", min=1, help="most jobs of this directory in the queue at "
+                                   "once (crystalgen hpc launch)"),
     walltime: str = typer.Option("24:00:00", "--walltime", help="HH:MM:SS or D-HH:MM:SS"),
     queue: str = typer.Option(None, "--queue", help="partition / queue"),
     account: str = typer.Option(None, "--account", help="allocation account / project"),
@@ -237,7 +244,7 @@ def init(
     """Write my_launchpad.yaml, my_fworker.yaml, my_qadapter.yaml and the submit template for qlaunch."""
     from crystalgen.db import DatabaseUnavailable, mongo_uri
     from crystalgen.settings import get_settings
-    from hpc.templates import ClusterOptions, TemplateError, render_cluster_files
+    from hpc.templates import ClusterOptions, TemplateError, packing_advice, render_cluster_files
 
     if bad := [item for item in env if "=" not in item]:
         fail(f"--env {bad[0]!r}: use KEY=VALUE")
@@ -246,7 +253,8 @@ def init(
     options = ClusterOptions(scheduler=scheduler.value, category=category, gpus=gpus, cpus=cpus, nodes=nodes,
                              walltime=walltime, queue=queue, account=account, mem=mem, modules=list(module),
                              venv=str(venv) if venv else None, env=dict(item.split("=", 1) for item in env),
-                             launcher=launcher.value)
+                             launcher=launcher.value, runs_per_job=runs_per_job, runs_per_node=runs_per_node,
+                             max_queued=max_queued)
     settings = get_settings()
     try:
         options.validate()
@@ -262,7 +270,13 @@ def init(
     if "127.0.0.1" in uri or "localhost" in uri:
         console.print("[yellow]the database URI is local to this machine; compute nodes elsewhere cannot reach it "
                       "- set mongodb_uri to a shared MongoDB for real clusters[/yellow]")
-    console.print(f"submit workers with: qlaunch -c {paths['qadapter'].parent} rapidfire")
+    if options.runs_per_job > 1:
+        advice, warning = packing_advice(options, settings)
+        typer.echo(f"packing: {advice}")
+        if warning:
+            typer.secho(f"warning: {warning}", err=True, fg=typer.colors.YELLOW)
+    directory = paths["qadapter"].parent
+    typer.echo(f"submit workers with: qlaunch -c {directory} rapidfire")
 
 
 # --------------------------------------------------------------------------- registration
