@@ -1,4 +1,4 @@
-"""``crystalgen campaign submit | status``, ``candidates``, ``resubmit``, ``hpc init``."""
+"""``crystalgen campaign submit | status``, ``candidates``, ``resubmit``, ``hpc init | launch``."""
 
 from __future__ import annotations
 
@@ -276,7 +276,27 @@ def init(
         if warning:
             typer.secho(f"warning: {warning}", err=True, fg=typer.colors.YELLOW)
     directory = paths["qadapter"].parent
-    typer.echo(f"submit workers with: qlaunch -c {directory} rapidfire")
+    typer.echo(f"submit workers with: crystalgen hpc launch {directory} (at most {max_queued} queued; cron), "
+               f"or qlaunch -c {directory} rapidfire")
+
+
+@hpc_app.command("launch")
+def launch(
+    config_dir: Path = typer.Argument(..., help="worker configuration directory (crystalgen hpc init --out)"),
+    reserve: bool = typer.Option(False, "--reserve", help="reservation mode: one job per READY firework, sized by "
+                                 "its _queueadapter (my_qadapter_reserve.yaml)"),
+    launch_dir: Path = typer.Option(Path("."), "--launch-dir", help="where the block_*/launcher_* folders go"),
+    timeout: float = typer.Option(30, "--timeout", min=1, help="seconds to wait for each scheduler command"),
+) -> None:
+    """Submit jobs for READY fireworks of this directory's category while fewer than --max-queued are queued."""
+    from hpc.launch import LaunchError, launch as launch_jobs
+    from hpc.scheduler_check import SchedulerCheckError
+
+    try:
+        report = launch_jobs(config_dir, reserve=reserve, launch_dir=launch_dir, timeout=timeout)
+    except (LaunchError, SchedulerCheckError) as exc:
+        fail(str(exc))
+    typer.echo(report.summary())
 
 
 # --------------------------------------------------------------------------- registration
