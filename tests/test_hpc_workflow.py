@@ -183,11 +183,12 @@ class ToyGenerateMaker(StageMaker):
         return Response(output=[d.candidate_id for d in docs], addition=Flow([*relaxes, hull], name="relax and hull"))
 
 
-def toy_campaign_flow() -> Flow:
+def toy_campaign_flow(resources=None) -> Flow:
+    """``resources``: a StageResources (default: generate on gpu, relax and hull on cpu, default walltimes)."""
     from flows.resources import StageResources
     from hpc.routing import manager_config
 
-    resources = StageResources()  # generate on gpu, relax and hull on cpu
+    resources = resources or StageResources()
 
     def common(stage: Stage) -> dict:
         return {"campaign": CAMPAIGN, "manager_config": manager_config(resources.of(stage))}
