@@ -20,6 +20,7 @@ import io
 import logging
 import math
 import shutil
+import warnings
 from contextlib import redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,7 +128,9 @@ def _submit(lpad, fworker, qadapter, block: Path, reserve: bool):
     """One job through FireWorks' queue launcher: its id, None when nothing is READY any more, False when refused."""
     from fireworks.queue.queue_launcher import launch_rocket_to_queue
 
-    with redirect_stdout(io.StringIO()):  # FireWorks' adapter logs every step to stdout at DEBUG
+    # FireWorks' adapter logs every step to stdout at DEBUG, and monty's `cd` warns of its deprecation
+    with redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
         return launch_rocket_to_queue(lpad, fworker, qadapter, str(block), reserve=reserve, strm_lvl="CRITICAL",
                                       create_launcher_dir=True)
 
