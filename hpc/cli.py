@@ -244,7 +244,8 @@ def init(
     """Write my_launchpad.yaml, my_fworker.yaml, my_qadapter.yaml and the submit template for qlaunch."""
     from crystalgen.db import DatabaseUnavailable, mongo_uri
     from crystalgen.settings import get_settings
-    from hpc.templates import ClusterOptions, TemplateError, packing_advice, render_cluster_files
+    from hpc.packing import packing_advice
+    from hpc.templates import ClusterOptions, TemplateError, render_cluster_files
 
     if bad := [item for item in env if "=" not in item]:
         fail(f"--env {bad[0]!r}: use KEY=VALUE")

@@ -11,8 +11,8 @@ Packing (``runs_per_job`` K > 1): one allocation runs K fireworks side by side w
 K runs of ``nodes`` nodes each (or ``runs_per_node`` runs sharing a node). FireWorks does not
 split the allocation among the runs: its ``--nodefile`` only fills a Python object (``FWData``)
 that neither jobflow nor custodian reads, and it sets no environment. Each VASP run must take
-its own share itself, e.g. ``srun --exclusive --nodes N ...`` on Slurm; ``packing_warning``
-says when the configured VASP command would not. ``crystalgen_launch.yaml`` keeps what
+its own share itself, e.g. ``srun --exclusive --nodes N ...`` on Slurm (``hpc.packing`` says
+when the configured VASP command would not). ``crystalgen_launch.yaml`` keeps what
 ``crystalgen hpc launch`` needs (job name, cap on queued jobs, runs per job).
 
 Secrets: ``my_launchpad.yaml`` holds the database URI with its password, so it, the qadapter
@@ -42,9 +42,6 @@ WALLTIME_RE = re.compile(r"^(?:(\d+)-)?(\d{1,3}):([0-5]\d):([0-5]\d)$")
 TIMEOUT_MARGIN = 0.9  # stop pulling new fireworks after 90% of the allocation's walltime
 ENV_FILE = "crystalgen_env.sh"
 LAUNCH_FILE = "crystalgen_launch.yaml"
-SRUN_SHARE = ("--exclusive", "--exact")  # srun flags that give a step its own CPUs inside the allocation
-SRUN_SIZE = ("-N", "--nodes", "-n", "--ntasks")
-MPI_HOSTS = ("-host", "--host", "-hosts", "-hostfile", "--hostfile", "-machinefile", "--machinefile", "-f")
 
 
 class TemplateError(ValueError):
@@ -226,44 +223,6 @@ def launch_config(options: ClusterOptions) -> dict:
     """``crystalgen_launch.yaml``: what ``crystalgen hpc launch`` reads besides the FireWorks files."""
     return {"category": options.category, "job_name": options.job_name, "max_queued": options.max_queued,
             "runs_per_job": options.runs_per_job}
-
-
-def _takes_its_share(scheduler: str, argv: list[str]) -> bool:
-    flags = {arg.split("=", 1)[0] for arg in argv}
-    flags |= {arg[:2] for arg in argv if arg[:2] in ("-N", "-n") and len(arg) > 2}  # -N2, -n64
-    if scheduler == "slurm":
-        return bool(argv) and Path(argv[0]).name == "srun" and bool(flags & set(SRUN_SHARE)) and bool(
-            flags & set(SRUN_SIZE))
-    return bool(flags & set(MPI_HOSTS))
-
-
-def packing_advice(options: ClusterOptions, settings: Settings) -> tuple[str, str | None]:
-    """(how a packed job's VASP runs must be launched, a warning when the configured command would not)."""
-    per_run = (f"{options.nodes} node(s)" if options.runs_per_node == 1
-               else f"{options.cpus} CPU(s) of a node shared by {options.runs_per_node} runs")
-    if options.scheduler == "slurm":
-        example = (f"srun --exclusive --nodes {options.nodes} --ntasks <ranks> vasp_std" if options.runs_per_node == 1
-                   else f"srun --exclusive --nodes 1 --ntasks {options.cpus} --cpus-per-task 1 vasp_std")
-    else:
-        example = "mpiexec -hostfile <this run's hosts> -n <ranks> vasp_std"
-    advice = (f"each job runs {options.runs_per_job} fireworks side by side on {options.allocation_nodes} node(s); "
-              f"each VASP run must take only its share ({per_run}), e.g. vasp_cmd: {example}")
-    commands = {"vasp_cmd": settings.vasp_cmd, **{f"--env {key}": options.env.get(key)
-                                                  for key in ("ATOMATE2_VASP_CMD", "CRYSTALGEN_VASP_CMD")}}
-    for source, command in commands.items():
-        if not command:
-            continue
-        try:
-            argv = shlex.split(command)
-        except ValueError:
-            argv = command.split()
-        if not _takes_its_share(options.scheduler, argv):
-            how = ("srun with --exclusive (or --exact) and --nodes/--ntasks" if options.scheduler == "slurm"
-                   else "an MPI launcher given this run's hosts (-host/-hostfile)")
-            return advice, (f"{source} {command!r} would take the whole allocation in each of the "
-                            f"{options.runs_per_job} runs (it is not {how}); the runs would share nodes and CPUs "
-                            "(ignore this if it is a wrapper script that does so)")
-    return advice, None
 
 
 def _dump(path: Path, header: str, data: dict) -> None:

@@ -145,7 +145,8 @@ def test_runs_sharing_nodes_ask_for_fewer_nodes(settings, tmp_path):
 ])
 def test_packing_warning_names_a_vasp_cmd_that_takes_the_whole_allocation(scheduler, vasp_cmd, takes_its_share):
     from crystalgen.settings import Settings
-    from hpc.templates import ClusterOptions, packing_advice
+    from hpc.packing import packing_advice
+    from hpc.templates import ClusterOptions
 
     _, warning = packing_advice(ClusterOptions(scheduler=scheduler, runs_per_job=2), Settings(vasp_cmd=vasp_cmd))
     assert (warning is None) == takes_its_share, warning
