@@ -1,4 +1,4 @@
-"""``crystalgen campaign submit | status``, ``candidates``, ``resubmit``, ``hpc init``."""
+"""``crystalgen campaign submit | status``, ``candidates``, ``resubmit``, ``hpc init | launch``."""
 
 from __future__ import annotations
 
@@ -220,8 +220,15 @@ def init(
                                  "campaign's resources give the stages it should run (e.g. gpu, cpu, gpu-a100)"),
     gpus: int = typer.Option(None, "--gpus", min=0, help="GPUs per node to request; default 1 for a category whose "
                              "name starts with 'gpu', else 0"),
-    cpus: int = typer.Option(16, "--cpus", min=1, help="CPU cores per job"),
-    nodes: int = typer.Option(1, "--nodes", min=1),
+    cpus: int = typer.Option(16, "--cpus", min=1, help="CPU cores per run (per node of a run)"),
+    nodes: int = typer.Option(1, "--nodes", min=1, help="nodes per run (for VASP workers: the campaign's "
+                              "resources.relax.nodes)"),
+    runs_per_job: int = typer.Option(1, "--runs-per-job", min=1, help="fireworks one job runs side by side "
+                                     "(rlaunch multi K); the job asks for K runs' nodes"),
+    runs_per_node: int = typer.Option(1, "--runs-per-node", min=1, help="runs sharing one node (with --nodes 1): "
+                                      "the job asks for runs-per-job / runs-per-node nodes"),
+    max_queued: int = typer.Option(10, "--max-queued", min=1, help="most jobs of this directory in the queue at "
+                                   "once (crystalgen hpc launch)"),
     walltime: str = typer.Option("24:00:00", "--walltime", help="HH:MM:SS or D-HH:MM:SS"),
     queue: str = typer.Option(None, "--queue", help="partition / queue"),
     account: str = typer.Option(None, "--account", help="allocation account / project"),
@@ -237,6 +244,7 @@ def init(
     """Write my_launchpad.yaml, my_fworker.yaml, my_qadapter.yaml and the submit template for qlaunch."""
     from crystalgen.db import DatabaseUnavailable, mongo_uri
     from crystalgen.settings import get_settings
+    from hpc.packing import packing_advice
     from hpc.templates import ClusterOptions, TemplateError, render_cluster_files
 
     if bad := [item for item in env if "=" not in item]:
@@ -246,7 +254,8 @@ def init(
     options = ClusterOptions(scheduler=scheduler.value, category=category, gpus=gpus, cpus=cpus, nodes=nodes,
                              walltime=walltime, queue=queue, account=account, mem=mem, modules=list(module),
                              venv=str(venv) if venv else None, env=dict(item.split("=", 1) for item in env),
-                             launcher=launcher.value)
+                             launcher=launcher.value, runs_per_job=runs_per_job, runs_per_node=runs_per_node,
+                             max_queued=max_queued)
     settings = get_settings()
     try:
         options.validate()
@@ -262,7 +271,33 @@ def init(
     if "127.0.0.1" in uri or "localhost" in uri:
         console.print("[yellow]the database URI is local to this machine; compute nodes elsewhere cannot reach it "
                       "- set mongodb_uri to a shared MongoDB for real clusters[/yellow]")
-    console.print(f"submit workers with: qlaunch -c {paths['qadapter'].parent} rapidfire")
+    if options.runs_per_job > 1:
+        advice, warning = packing_advice(options, settings)
+        typer.echo(f"packing: {advice}")
+        if warning:
+            typer.secho(f"warning: {warning}", err=True, fg=typer.colors.YELLOW)
+    directory = paths["qadapter"].parent
+    typer.echo(f"submit workers with: crystalgen hpc launch {directory} (at most {max_queued} queued; cron), "
+               f"or qlaunch -c {directory} rapidfire")
+
+
+@hpc_app.command("launch")
+def launch(
+    config_dir: Path = typer.Argument(..., help="worker configuration directory (crystalgen hpc init --out)"),
+    reserve: bool = typer.Option(False, "--reserve", help="reservation mode: one job per READY firework, sized by "
+                                 "its _queueadapter (my_qadapter_reserve.yaml)"),
+    launch_dir: Path = typer.Option(Path("."), "--launch-dir", help="where the block_*/launcher_* folders go"),
+    timeout: float = typer.Option(30, "--timeout", min=1, help="seconds to wait for each scheduler command"),
+) -> None:
+    """Submit jobs for READY fireworks of this directory's category while fewer than --max-queued are queued."""
+    from hpc.launch import LaunchError, launch as launch_jobs
+    from hpc.scheduler_check import SchedulerCheckError
+
+    try:
+        report = launch_jobs(config_dir, reserve=reserve, launch_dir=launch_dir, timeout=timeout)
+    except (LaunchError, SchedulerCheckError) as exc:
+        fail(str(exc))
+    typer.echo(report.summary())
 
 
 # --------------------------------------------------------------------------- registration

@@ -25,7 +25,7 @@ class SchedulerCheckError(RuntimeError):
     """The worker's jobs cannot be submitted from here; the message says why."""
 
 
-def _run(argv: list[str], timeout: float) -> subprocess.CompletedProcess:
+def run_command(argv: list[str], timeout: float) -> subprocess.CompletedProcess:
     try:
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -33,7 +33,7 @@ def _run(argv: list[str], timeout: float) -> subprocess.CompletedProcess:
                                   "the scheduler's controller is not responding") from None
 
 
-def _first_line(text: str) -> str:
+def first_line(text: str) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), "no message")
 
 
@@ -50,9 +50,9 @@ def load_qadapter(config_dir: Path) -> dict:
 
 
 def _check_slurm(qadapter: dict, timeout: float) -> str:
-    result = _run(["sinfo", "--noheader", "--format=%P|%a|%D|%G"], timeout)
+    result = run_command(["sinfo", "--noheader", "--format=%P|%a|%D|%G"], timeout)
     if result.returncode != 0:
-        raise SchedulerCheckError(f"the Slurm controller does not answer: {_first_line(result.stderr)}")
+        raise SchedulerCheckError(f"the Slurm controller does not answer: {first_line(result.stderr)}")
     partitions: dict[str, dict] = {}
     for line in result.stdout.splitlines():
         name, avail, nodes, gres = (line.split("|") + ["", "", "", ""])[:4]
@@ -83,10 +83,10 @@ def _check_slurm(qadapter: dict, timeout: float) -> str:
 
 def _check_pbs(qadapter: dict, timeout: float) -> str:
     queue = qadapter.get("queue")
-    result = _run(["qstat", "-Q", *([queue] if queue else [])], timeout)
+    result = run_command(["qstat", "-Q", *([queue] if queue else [])], timeout)
     if result.returncode != 0:
         raise SchedulerCheckError(f"PBS does not answer `qstat -Q{' ' + queue if queue else ''}`: "
-                                  f"{_first_line(result.stderr or result.stdout)}")
+                                  f"{first_line(result.stderr or result.stdout)}")
     return f"PBS answers (queue {queue or 'default'})"
 
 

@@ -6,6 +6,15 @@ The three files are the ones FireWorks itself reads with ``rlaunch -c DIR`` / ``
 copied next to it) because the stock templates cannot request GPUs per node in one place and do
 not export the ``torchrun`` launcher that multi-GPU generation uses inside one firework.
 
+Packing (``runs_per_job`` K > 1): one allocation runs K fireworks side by side with FireWorks'
+``rlaunch multi K`` (K forked rapidfire processes sharing one LaunchPad connection), sized as
+K runs of ``nodes`` nodes each (or ``runs_per_node`` runs sharing a node). FireWorks does not
+split the allocation among the runs: its ``--nodefile`` only fills a Python object (``FWData``)
+that neither jobflow nor custodian reads, and it sets no environment. Each VASP run must take
+its own share itself, e.g. ``srun --exclusive --nodes N ...`` on Slurm (``hpc.packing`` says
+when the configured VASP command would not). ``crystalgen_launch.yaml`` keeps what
+``crystalgen hpc launch`` needs (job name, cap on queued jobs, runs per job).
+
 Secrets: ``my_launchpad.yaml`` holds the database URI with its password, so it, the qadapter
 and ``crystalgen_env.sh`` (the job's copy of the URI, sourced by ``pre_rocket``) are created
 owner-only (0600). Every value that goes into the job script is shell-quoted: a password, path or
@@ -32,6 +41,7 @@ LAUNCHERS = ("crystalgen-rlaunch", "rlaunch")
 WALLTIME_RE = re.compile(r"^(?:(\d+)-)?(\d{1,3}):([0-5]\d):([0-5]\d)$")
 TIMEOUT_MARGIN = 0.9  # stop pulling new fireworks after 90% of the allocation's walltime
 ENV_FILE = "crystalgen_env.sh"
+LAUNCH_FILE = "crystalgen_launch.yaml"
 
 
 class TemplateError(ValueError):
@@ -66,6 +76,21 @@ class ClusterOptions:
     env: dict[str, str] = field(default_factory=dict)
     launcher: str = "crystalgen-rlaunch"
     worker_name: str | None = None
+    #: fireworks one allocation runs side by side (rlaunch multi); ``nodes`` and ``cpus`` are per run
+    runs_per_job: int = 1
+    #: runs sharing one node (``nodes`` must then be 1); the allocation has runs_per_job / runs_per_node nodes
+    runs_per_node: int = 1
+    #: most jobs of this directory in the queue at once (``crystalgen hpc launch``)
+    max_queued: int = 10
+
+    @property
+    def job_name(self) -> str:
+        """The scheduler job name of every job of this worker kind: how ``hpc launch`` counts them."""
+        return f"crystalgen-{self.category}"
+
+    @property
+    def allocation_nodes(self) -> int:
+        return self.nodes * self.runs_per_job // self.runs_per_node
 
     def validate(self) -> None:
         if self.scheduler not in SCHEDULERS:
@@ -76,9 +101,15 @@ class ClusterOptions:
             raise TemplateError(f"launcher {self.launcher!r} is not one of {', '.join(LAUNCHERS)}")
         if self.gpus < 0:
             raise TemplateError(f"gpus must be >= 0, got {self.gpus}")
-        for name in ("cpus", "nodes"):
+        for name in ("cpus", "nodes", "runs_per_job", "runs_per_node", "max_queued"):
             if getattr(self, name) < 1:
-                raise TemplateError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise TemplateError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.runs_per_node > 1 and self.nodes > 1:
+            raise TemplateError(f"--runs-per-node {self.runs_per_node} shares nodes among runs, so --nodes (per run) "
+                                f"must be 1, got {self.nodes}")
+        if self.runs_per_job % self.runs_per_node:
+            raise TemplateError(f"--runs-per-job {self.runs_per_job} is not a multiple of --runs-per-node "
+                                f"{self.runs_per_node}: the allocation would hold a partly used node")
         walltime_seconds(self.walltime)
         for key in self.env:
             if not key.isidentifier():
@@ -141,17 +172,25 @@ def _pre_rocket(options: ClusterOptions, settings: Settings, config_dir: Path) -
 
 
 def qadapter_config(options: ClusterOptions, settings: Settings, config_dir: Path, reserve: bool = False) -> dict:
-    """``my_qadapter.yaml``: a CommonAdapter whose jobs run rapidfire until 90% of the walltime.
+    """``my_qadapter.yaml``: a CommonAdapter whose jobs pull fireworks until 90% of the walltime.
 
-    ``reserve``: ``my_qadapter_reserve.yaml`` for ``qlaunch -r`` (reservation mode), whose jobs run
-    the one firework reserved for them (``singleshot``; qlaunch appends ``--fw_id N`` and refuses
-    any other rocket_launch) under that firework's ``_queueadapter``.
+    One run per job: ``rapidfire``. ``runs_per_job`` K > 1: ``multi K``, K rapidfire processes in
+    one allocation of K runs' size. ``reserve``: ``my_qadapter_reserve.yaml`` for ``qlaunch -r``
+    (reservation mode), whose jobs run the one firework reserved for them (``singleshot``; qlaunch
+    appends ``--fw_id N`` and refuses any other rocket_launch), sized for one run and overridden by
+    that firework's ``_queueadapter``. ``crystalgen_job_name`` names every job of the directory
+    (FireWorks renames ``job_name`` to the firework's name in reservation mode; it names the output
+    files and Slurm's ``--comment``).
     """
     timeout = int(walltime_seconds(options.walltime) * TIMEOUT_MARGIN)
     directory = _quote("--out", config_dir)
-    rocket = f"{options.launcher} -c {directory} rapidfire --timeout {timeout}"
+    packed = options.runs_per_job > 1 and not reserve
     if reserve:
         rocket = f"{options.launcher} -c {directory} singleshot"
+    elif packed:
+        rocket = f"{options.launcher} -c {directory} multi {options.runs_per_job} --timeout {timeout}"
+    else:
+        rocket = f"{options.launcher} -c {directory} rapidfire --timeout {timeout}"
     config = {
         "_fw_name": "CommonAdapter",
         "_fw_q_type": options.scheduler.upper(),
@@ -160,20 +199,30 @@ def qadapter_config(options: ClusterOptions, settings: Settings, config_dir: Pat
         "walltime": options.walltime,
         "queue": options.queue,
         "account": options.account,
-        "job_name": f"crystalgen-{options.category}",
+        "job_name": options.job_name,
+        "crystalgen_job_name": options.job_name,
         "pre_rocket": _pre_rocket(options, settings, config_dir),
         "post_rocket": None,
         "logdir": str(config_dir / "logs"),
     }
     gpus = options.gpus or None
+    nodes = options.allocation_nodes if packed else options.nodes
+    runs_per_node = options.runs_per_node if packed else 1
     if options.scheduler == "slurm":
-        config.update(nodes=options.nodes, ntasks_per_node=1, cpus_per_task=options.cpus, gpus=gpus, mem=options.mem)
+        config.update(nodes=nodes, ntasks_per_node=runs_per_node, cpus_per_task=options.cpus, gpus=gpus,
+                      mem=options.mem)
     else:
-        chunk = f"{options.nodes}:ncpus={options.cpus}"
+        chunk = f"{nodes}:ncpus={options.cpus * runs_per_node}"
         chunk += f":ngpus={gpus}" if gpus else ""
         chunk += f":mem={options.mem}" if options.mem else ""
         config.update(select=chunk, gpus=gpus)
     return config
+
+
+def launch_config(options: ClusterOptions) -> dict:
+    """``crystalgen_launch.yaml``: what ``crystalgen hpc launch`` reads besides the FireWorks files."""
+    return {"category": options.category, "job_name": options.job_name, "max_queued": options.max_queued,
+            "runs_per_job": options.runs_per_job}
 
 
 def _dump(path: Path, header: str, data: dict) -> None:
@@ -195,6 +244,7 @@ def render_cluster_files(options: ClusterOptions, settings: Settings, uri: str, 
         "qadapter_reserve": out_dir / "my_qadapter_reserve.yaml",
         "template": out_dir / template_name,
         "env": out_dir / ENV_FILE,
+        "launch": out_dir / LAUNCH_FILE,
     }
     _dump(paths["launchpad"], "FireWorks LaunchPad: the crystalgen database (rlaunch/qlaunch/lpad -l this file)",
           launchpad_config(settings, uri))
@@ -206,5 +256,7 @@ def render_cluster_files(options: ClusterOptions, settings: Settings, uri: str, 
           f"reservation mode: qlaunch -c {out_dir} -q {paths['qadapter_reserve']} -r rapidfire",
           qadapter_config(options, settings, out_dir, reserve=True))
     write_private(paths["env"], job_env(uri))
+    _dump(paths["launch"], f"crystalgen hpc launch {out_dir}: submits while fewer than max_queued jobs named "
+          f"{options.job_name} are queued", launch_config(options))
     shutil.copyfile(files("hpc") / "templates" / template_name, paths["template"])
     return paths

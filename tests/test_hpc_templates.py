@@ -90,6 +90,9 @@ def test_any_fireworks_category_and_gpus_on_request(settings, tmp_path):
     (["--scheduler", "lsf"], "lsf"),
     (["--gpus", "-1"], "--gpus"),
     (["--category", "gpu a100"], "category 'gpu a100'"),
+    (["--runs-per-node", "2", "--runs-per-job", "2", "--nodes", "2"], "--runs-per-node 2 shares nodes among runs, "
+                                                                      "so --nodes (per run) must be 1, got 2"),
+    (["--runs-per-job", "3", "--runs-per-node", "2"], "--runs-per-job 3 is not a multiple of --runs-per-node 2"),
 ])
 def test_bad_options_are_named_and_nothing_is_written(settings, tmp_path, args, message):
     out = tmp_path / "bad"
@@ -97,6 +100,56 @@ def test_bad_options_are_named_and_nothing_is_written(settings, tmp_path, args, 
     assert result.returncode != 0
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not out.exists()
+
+
+def test_packed_slurm_job_runs_k_fireworks_on_k_runs_nodes_and_records_its_cap(settings, tmp_path, monkeypatch):
+    from fireworks.user_objects.queue_adapters.common_adapter import CommonAdapter
+
+    monkeypatch.setenv("CRYSTALGEN_VASP_CMD", "srun vasp_std")  # would take all 8 nodes in each of the 4 runs
+    out = tmp_path / "vasp"
+    result = _init(out, "--category", "cpu-vasp", "--nodes", "2", "--runs-per-job", "4", "--cpus", "64",
+                   "--walltime", "10:00:00", "--max-queued", "5")
+    assert result.returncode == 0, result.stderr
+    script = CommonAdapter.from_file(str(out / "my_qadapter.yaml")).get_script_str(str(tmp_path))
+    assert "#SBATCH --nodes=8\n#SBATCH --ntasks-per-node=1\n#SBATCH --cpus-per-task=64" in script
+    assert f"crystalgen-rlaunch -c {out} multi 4 --timeout {int(10 * 3600 * 0.9)}\n" in script
+    assert "#SBATCH --job-name=crystalgen-cpu-vasp" in script and "#SBATCH --time=10:00:00" in script
+    reserve = CommonAdapter.from_file(str(out / "my_qadapter_reserve.yaml")).get_script_str(str(tmp_path))
+    assert "#SBATCH --nodes=2\n" in reserve and "singleshot" in reserve  # one firework: one run's nodes
+    assert yaml.safe_load((out / "crystalgen_launch.yaml").read_text()) == {
+        "category": "cpu-vasp", "job_name": "crystalgen-cpu-vasp", "max_queued": 5, "runs_per_job": 4}
+    assert "packing: each job runs 4 fireworks side by side on 8 node(s); each VASP run must take only its share " \
+           "(2 node(s)), e.g. vasp_cmd: srun --exclusive --nodes 2 --ntasks <ranks> vasp_std" in result.stdout
+    assert "warning: vasp_cmd 'srun vasp_std' would take the whole allocation in each of the 4 runs" in result.stderr
+
+
+def test_runs_sharing_nodes_ask_for_fewer_nodes(settings, tmp_path):
+    from fireworks.user_objects.queue_adapters.common_adapter import CommonAdapter
+
+    out = tmp_path / "pbs"
+    result = _init(out, "--scheduler", "pbs", "--category", "cpu", "--runs-per-job", "4", "--runs-per-node", "2",
+                   "--cpus", "32", "--walltime", "01:00:00")
+    assert result.returncode == 0, result.stderr
+    script = CommonAdapter.from_file(str(out / "my_qadapter.yaml")).get_script_str(str(tmp_path))
+    assert "#PBS -l select=2:ncpus=64\n" in script and "#PBS -N crystalgen-cpu\n" in script
+    assert "multi 4 --timeout 3240" in script and "warning" not in result.stderr  # no vasp_cmd configured here
+
+
+@pytest.mark.parametrize(("scheduler", "vasp_cmd", "takes_its_share"), [
+    ("slurm", "srun --exclusive --nodes 2 --ntasks 256 vasp_std", True),
+    ("slurm", "srun --exact -N2 -n256 vasp_std", True),
+    ("slurm", "srun --exclusive vasp_std", False),  # no size: the step takes every task of the job
+    ("slurm", "mpirun -np 128 vasp_std", False),
+    ("pbs", "mpiexec -hostfile hosts.txt -n 64 vasp_std", True),
+    ("pbs", "mpiexec -n 64 vasp_std", False),
+])
+def test_packing_warning_names_a_vasp_cmd_that_takes_the_whole_allocation(scheduler, vasp_cmd, takes_its_share):
+    from crystalgen.settings import Settings
+    from hpc.packing import packing_advice
+    from hpc.templates import ClusterOptions
+
+    _, warning = packing_advice(ClusterOptions(scheduler=scheduler, runs_per_job=2), Settings(vasp_cmd=vasp_cmd))
+    assert (warning is None) == takes_its_share, warning
 
 
 def test_env_without_a_value_is_refused(tmp_path):

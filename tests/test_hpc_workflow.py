@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -34,10 +35,15 @@ FAKE_VASP = textwrap.dedent('''
     """Stands in for VASP: reads INCAR/POSCAR, writes CONTCAR/OSZICAR/OUTCAR like a finished run.
 
     It fails the way VASP does with a ZBRENT line-search error (message on stdout, which custodian
-    sends to vasp.out) for the formula named in $FAKE_VASP_ZBRENT unless IBRION = 1.
+    sends to vasp.out) for the formula named in $FAKE_VASP_ZBRENT unless IBRION = 1. It takes
+    $FAKE_VASP_SLEEP seconds and names the Slurm job step it ran in, if any.
     """
-    import os, sys
+    import os, sys, time
     from pymatgen.io.vasp import Incar, Poscar
+
+    time.sleep(float(os.environ.get("FAKE_VASP_SLEEP", 0)))
+    if os.environ.get("SLURM_STEP_ID"):
+        print(f" slurm job {os.environ['SLURM_JOB_ID']} step {os.environ['SLURM_STEP_ID']}")
 
     incar = Incar.from_file("INCAR")
     structure = Poscar.from_file("POSCAR").structure
@@ -101,7 +107,8 @@ class ToyVaspRelaxMaker(StageMaker):
         from flows import candidates as cands
 
         write_vasp_input_set(structure, self.input_set_generator, potcar_spec=True)
-        fake = [sys.executable, os.environ["FAKE_VASP_SCRIPT"]]
+        launcher = shlex.split(os.environ.get("FAKE_VASP_LAUNCHER", ""))  # e.g. srun --exclusive ...
+        fake = [*launcher, sys.executable, os.environ["FAKE_VASP_SCRIPT"]]
         Custodian([VaspErrorHandler()], [VaspJob(fake, auto_npar=False)], max_errors=1, polling_time_step=0.1).run()
         final = Structure.from_file("CONTCAR")
         energy = Oszicar("OSZICAR").final_energy / len(final)
@@ -176,11 +183,12 @@ class ToyGenerateMaker(StageMaker):
         return Response(output=[d.candidate_id for d in docs], addition=Flow([*relaxes, hull], name="relax and hull"))
 
 
-def toy_campaign_flow() -> Flow:
+def toy_campaign_flow(resources=None) -> Flow:
+    """``resources``: a StageResources (default: generate on gpu, relax and hull on cpu, default walltimes)."""
     from flows.resources import StageResources
     from hpc.routing import manager_config
 
-    resources = StageResources()  # generate on gpu, relax and hull on cpu
+    resources = resources or StageResources()
 
     def common(stage: Stage) -> dict:
         return {"campaign": CAMPAIGN, "manager_config": manager_config(resources.of(stage))}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 import textwrap
@@ -184,7 +185,7 @@ HANG_ONCE = textwrap.dedent('''
         _time.sleep(600)
 ''')
 QUEUE = {"generate": {"walltime": "00:05:00", "gpus": 1}, "relax": {"walltime": "00:03:00"},
-         "hull": {"walltime": "00:02:00"}}
+         "hull": {"walltime": "00:02:00"}}  # the toy campaign's resources: each firework's _queueadapter
 
 
 def test_failed_and_killed_vasp_runs_rerun_by_resubmit_in_new_reserved_slurm_jobs(slurm, settings, tmp_path):
@@ -198,6 +199,7 @@ def test_failed_and_killed_vasp_runs_rerun_by_resubmit_in_new_reserved_slurm_job
     from pymatgen.io.vasp import Incar
 
     from crystalgen.db import launchpad
+    from flows.resources import StageResources
     from hpc.submit import submit_flow
 
     fake = tmp_path / "fake_vasp.py"
@@ -207,13 +209,14 @@ def test_failed_and_killed_vasp_runs_rerun_by_resubmit_in_new_reserved_slurm_job
                 "FAKE_VASP_HANG_MARKER": marker, "OMP_NUM_THREADS": 1}
     dirs = {c: hpc_init(tmp_path / f"fw_{c}", c, extra_env=fake_env) for c in ("gpu", "cpu")}
     lpad = launchpad()
-    submit_flow(toy_campaign_flow(), CAMPAIGN, lpad=lpad, queueadapter=QUEUE, content_fingerprint="toy")
+    submit_flow(toy_campaign_flow(StageResources(**QUEUE)), CAMPAIGN, lpad=lpad, content_fingerprint="toy")
 
     # reservation mode: the generate firework's _queueadapter (5 min, 1 GPU) decides the job's request
     (gen_job,), out = qlaunch(slurm, dirs["gpu"], tmp_path / "launches", "--nlaunches", "1", reserve=True)
     script = next(jobs(slurm, [gen_job])[gen_job].workdir.glob("FW_submit.script")).read_text()
     assert "#SBATCH --time=00:05:00" in script and "#SBATCH --gres=gpu:1" in script, script
-    assert "singleshot --fw_id" in script and "#SBATCH --job-name=generate" in script
+    assert "singleshot --fw_id" in script and "#SBATCH --comment=generate" in script
+    assert "#SBATCH --job-name=crystalgen-gpu" in script  # what `crystalgen hpc launch` counts
     queued = jobs(slurm, [gen_job])[gen_job]
     assert queued["TimeLimit"] == "00:05:00" and queued.gres == "gres:gpu:1"
     finished = wait_for_jobs(slurm, [gen_job])
@@ -267,6 +270,82 @@ def test_failed_and_killed_vasp_runs_rerun_by_resubmit_in_new_reserved_slurm_job
                for d in lpad.db.candidates.find()}
     assert history == {"TaB": [], "TaB2": ["zbrent"], "BW": ["lost"]}
     assert all(d["stage"] == "hull" for d in lpad.db.candidates.find())
+
+
+# --------------------------------------------------------------------------- packed jobs and hpc launch's cap
+
+SRUN_STEP = "srun --exclusive --nodes 1 --ntasks 1 --cpus-per-task 1"  # the README's vasp_cmd for shared nodes
+
+
+def test_hpc_launch_packs_relax_fireworks_into_one_slurm_job_under_its_cap(slurm, settings, tmp_path):
+    """hpc init --runs-per-job 2 --runs-per-node 2 --max-queued 1: `hpc launch` submits one packed job
+    (the cap), a second call submits none; that one Slurm job runs the three toy VASP relaxations two
+    at a time, each fake VASP in its own `srun --exclusive` step, and then the hull."""
+    from fireworks import FWorker
+    from fireworks.core.rocket_launcher import rapidfire
+    from test_hpc_workflow import CAMPAIGN, FAKE_VASP, toy_campaign_flow
+
+    from crystalgen.db import launchpad
+    from hpc.submit import submit_flow
+
+    fake = tmp_path / "fake_vasp.py"
+    fake.write_text(FAKE_VASP)
+    fw_config = tmp_path / "FW_config.yaml"  # FireWorks' own setting: idle rockets poll every 2 s, not 60 s
+    fw_config.write_text("RAPIDFIRE_SLEEP_SECS: 2\n")
+    fake_env = {"FAKE_VASP_SCRIPT": fake, "FAKE_VASP_SLEEP": 3, "FAKE_VASP_LAUNCHER": SRUN_STEP,
+                "OMP_NUM_THREADS": 1, "FW_CONFIG_FILE": fw_config}
+    cpu = hpc_init(tmp_path / "fw_cpu", "cpu", extra_env=fake_env,
+                   options=("--runs-per-job", "2", "--runs-per-node", "2", "--max-queued", "1"))
+    lpad = launchpad()
+    submit_flow(toy_campaign_flow(), CAMPAIGN, lpad=lpad, content_fingerprint="toy")
+    (tmp_path / "gpu").mkdir()
+    rapidfire(lpad, FWorker(name="gpu-here", category="gpu"), m_dir=str(tmp_path / "gpu"), nlaunches=0, max_loops=1,
+              sleep_time=1, strm_lvl="ERROR")  # generation (in this process) fans out three relax fireworks
+    relax = [fw["fw_id"] for fw in lpad.fireworks.find({"spec.crystalgen_stage": "relax", "state": "READY"})]
+    assert len(relax) == 3, _diagnose(lpad)
+
+    launches = tmp_path / "launches"
+    launches.mkdir()
+    first = crystalgen("hpc", "launch", cpu, "--launch-dir", launches, cluster=slurm)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert first.stdout.startswith("crystalgen-cpu: 0 job(s) queued (cap 1), 3 READY firework(s) of category cpu, "
+                                   "2 per job: submitted 1 job(s): "), first.stdout
+    packed = int(first.stdout.split(": ")[-1])
+    second = crystalgen("hpc", "launch", cpu, "--launch-dir", launches, cluster=slurm)
+    assert second.returncode == 0 and second.stdout.strip().endswith("cap reached, submitted nothing"), second.stdout
+    assert "1 job(s) queued (cap 1)" in second.stdout
+    assert [i for i, job in jobs(slurm).items() if job.state in ("PENDING", "CONFIGURING", "RUNNING")] == [packed]
+
+    script = next(jobs(slurm, [packed])[packed].workdir.glob("FW_submit.script")).read_text()
+    assert "#SBATCH --job-name=crystalgen-cpu" in script and "--gres" not in script
+    assert "#SBATCH --nodes=1\n#SBATCH --ntasks-per-node=2\n#SBATCH --cpus-per-task=1" in script
+    assert f"crystalgen-rlaunch -c {cpu} multi 2 --timeout 540" in script
+    done = wait_for_jobs(slurm, [packed])
+    assert done[packed].state == "COMPLETED" and done[packed]["NumCPUs"] == "2", _diagnose(lpad, done.values())
+    assert set(_states(lpad).values()) == {"COMPLETED"}, _diagnose(lpad, done.values())
+
+    steps, intervals, processes = {}, [], set()
+    for launch in lpad.launches.find({"fw_id": {"$in": relax}}):
+        assert job_of(launch["launch_dir"], done) == packed, launch["launch_dir"]
+        vasp_out = (Path(launch["launch_dir"]) / "vasp.out").read_text()
+        step = re.search(r"slurm job (\d+) step (\d+)", vasp_out)  # written by the fake VASP inside srun
+        assert step, vasp_out
+        steps[launch["fw_id"]] = (int(step[1]), int(step[2]))
+        times = {entry["state"]: entry["created_on"] for entry in launch["state_history"]}
+        intervals.append((str(times["RUNNING"]), str(times["COMPLETED"])))
+        processes.add(launch["action"]["stored_data"]["multiprocess_name"])
+    assert {job for job, _ in steps.values()} == {packed} and len({s for _, s in steps.values()}) == 3, steps
+    assert len(processes) == 2, processes  # two rockets side by side in the one allocation
+    intervals.sort()
+    assert any(b[0] < a[1] for a, b in zip(intervals, intervals[1:])), f"no two relaxations overlapped: {intervals}"
+    hull = lpad.launches.find_one({"fw_id": {"$nin": relax}, "launch_dir": {"$regex": str(launches)}})
+    assert hull is not None and job_of(hull["launch_dir"], done) == packed
+
+    idle = crystalgen("hpc", "launch", cpu, "--launch-dir", launches, cluster=slurm)
+    assert idle.returncode == 0 and idle.stdout.strip().endswith("nothing READY, submitted nothing"), idle.stdout
+    print("slurm jobs:", {i: (j.fields["JobName"], j.state, j["NumCPUs"]) for i, j in done.items()})
+    print("relax steps (job, step):", steps, "intervals:", intervals)
+    print("fireworks:", {lpad.fireworks.find_one({"fw_id": i})["name"]: state for i, state in _states(lpad).items()})
 
 
 # --------------------------------------------------------------------------- Slurm absent or refusing

@@ -46,8 +46,10 @@ def crystalgen(*args: str, cluster: Cluster | None = None, timeout: float = 180,
 
 def hpc_init(out: Path, category: str, walltime: str = "00:10:00", extra_env: dict | None = None,
              options: tuple = ()) -> Path:
-    """``crystalgen hpc init --scheduler slurm`` for one worker kind: 1 CPU (1 GPU), this venv, this checkout."""
-    args = ["hpc", "init", "--scheduler", "slurm", "--category", category, "--gpus", "1", "--cpus", "1",
+    """``crystalgen hpc init --scheduler slurm`` for one worker kind: 1 CPU (and 1 GPU for gpu* categories),
+    this venv, this checkout."""
+    gpus = "1" if category.startswith("gpu") else "0"
+    args = ["hpc", "init", "--scheduler", "slurm", "--category", category, "--gpus", gpus, "--cpus", "1",
             "--walltime", walltime, "--venv", str(VENV), "--env", f"PYTHONPATH={job_pythonpath()}",
             "--env", "MATGL_BACKEND=PYG", "--out", str(out), *options]
     if os.environ.get("CRYSTALGEN_CACHE_DIR"):  # the session's potential-check cache, not the user's
