@@ -62,11 +62,11 @@ class SevenNetPotential(Potential):
     """A SevenNet checkpoint; all structures of one :meth:`predict` call go through one collated graph."""
 
     def __init__(self, model: str = "7net-0", modal: str | None = None, device: str | None = None):
+        checkpoint = sevenn_checkpoint(model)  # first: names the package or the file when either is missing
         import sevenn
         import torch
         from sevenn.util import load_checkpoint
 
-        checkpoint = sevenn_checkpoint(model)
         self.device = resolve_device(device)
         self.checkpoint = checkpoint
         net = load_checkpoint(str(checkpoint)).build_model()
