@@ -87,7 +87,9 @@ class EnergyScheme(_Strict):
 class PrerelaxSpec(_Strict):
     """MLIP pre-relaxation and the filter that decides what goes on to the expensive relaxation."""
 
-    potential: str | None = Field(None, description="potential name or folder; empty: settings, then the shipped default")
+    potential: str | None = Field(None, description="potential spec (README 'Potentials'); empty: settings, then the shipped default")
+    relaxer: Literal["crystalgen", "torchsim"] = Field(
+        "crystalgen", description="batched FIRE: crystalgen's, or TorchSim's (models it wraps; make install-torchsim)")
     fmax: float = Field(0.05, gt=0, le=100)
     steps: int = Field(500, ge=1, le=MAX_COUNT)
     batch_size: int = Field(64, ge=1, le=MAX_COUNT, description="structures per batched potential call")

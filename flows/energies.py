@@ -8,7 +8,7 @@ explicit compatibility scheme).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -48,16 +48,25 @@ class MlipSettings(MakerSettings):
     fmax: float = Field(gt=0)
     steps: int = Field(ge=1)
     batch_size: int = Field(64, ge=1)
+    relaxer: Literal["crystalgen", "torchsim"] = "crystalgen"
 
     def loaded(self):
-        """The potential, loaded and checked by the sanity guard once per process."""
+        """The potential, loaded and checked by the sanity guard once per process (and usable by the relaxer)."""
         from crystalgen.potentials import checked_potential
 
-        return checked_potential(self.potential)
+        potential = checked_potential(self.potential)
+        if self.relaxer == "torchsim":
+            from crystalgen.relax_torchsim import torchsim_model
+
+            torchsim_model(potential)  # ValueError naming what is missing, before any job runs
+        return potential
 
     def relax(self, structures, description: str, progress: bool = True):
-        """Relax ``structures`` with these settings; results in input order."""
-        from crystalgen.relax import relax_structures
+        """Relax ``structures`` with these settings and relaxer; results in input order."""
+        if self.relaxer == "torchsim":
+            from crystalgen.relax_torchsim import relax_structures_torchsim as relax_structures
+        else:
+            from crystalgen.relax import relax_structures
 
         return relax_structures(structures, self.loaded(), fmax=self.fmax, max_steps=self.steps,
                                 batch_size=self.batch_size, progress=progress, description=description)

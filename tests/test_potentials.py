@@ -103,10 +103,14 @@ def test_guard_on_unknown_model_folder_uses_cross_model_check(tmp_path):
     shutil.copytree(embedded_model_dir(DEFAULT_POTENTIAL), folder)
     custom = load_potential(folder)
     assert custom.name == "my-tensornet"
-    report = check_potential(custom)
-    assert report["mode"].startswith("cross-model")
     with pytest.raises(PotentialSanityError, match="cross-model vs CHGNet-0.3.0"):
         check_potential(custom, tolerance=0.1)  # TensorNet and CHGNet differ by up to ~0.45 eV/atom
+    report = check_potential(custom)
+    assert report["mode"].startswith("cross-model") and report["recorded"]
+    # from then on it is held to its own energies, recorded on the first pass
+    again = check_potential(custom, use_cache=False)
+    assert again["mode"].startswith("own references recorded") and again["tolerance"] == 0.02
+    assert again["energies"]["NaCl"][0] == pytest.approx(REFERENCE_ENERGIES[DEFAULT_POTENTIAL]["NaCl"], abs=2e-3)
 
 
 def test_chgnet_potential_passes_its_guard():

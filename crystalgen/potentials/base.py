@@ -72,6 +72,10 @@ class Potential(abc.ABC):
     def predict(self, structures: Sequence[Structure]) -> list[PotentialResult]:
         """Energies, forces and stresses of all ``structures`` from ONE batched forward pass."""
 
+    def torchsim_model(self):
+        """This model as a TorchSim ``ModelInterface`` (``prerelax.relaxer: torchsim``); ``None``: TorchSim has none."""
+        return None
+
     def unsupported_elements(self, structure: Structure) -> set[str]:
         return {el.symbol for el in structure.composition.elements} - self.elements
 

@@ -1,9 +1,10 @@
-"""Turn a potential spec (None, a known name, or a model folder) into a loaded :class:`Potential`.
+"""Turn a potential spec (``family:argument``, a known name, or a model folder) into a loaded :class:`Potential`.
 
-Nothing is ever downloaded: the default model ships inside the package, CHGNet ships inside its
-wheel, and other matgl models are read from folders (the ``matgl_models`` setting,
+Nothing is ever downloaded: the default model ships inside the package, CHGNet and SevenNet ship
+inside their wheels, other matgl models are read from folders (the ``matgl_models`` setting,
 ``$CRYSTALGEN_MATGL_MODELS``: directories that contain ``<model name>/model.json``, e.g. a
-cluster's copy of matgl's ``pretrained_models``).
+cluster's copy of matgl's ``pretrained_models``), MACE/ORB/MatterSim from model files the user
+names, and ``ase:<module>:<factory>`` from any importable ASE calculator factory.
 """
 
 from __future__ import annotations
@@ -27,8 +28,13 @@ MATGL_MODELS = (
 )
 
 
+#: SevenNet models whose weights ship inside the sevenn 0.13.0 wheel (``pip install crystalgen[sevenn]``)
+SEVENN_SHIPPED = ("7net-0", "7net-0_22may2024", "7net-l3i5", "7net-mf-0:PBE", "7net-mf-0:R2SCAN")
+
+
 def known_potentials() -> list[str]:
-    return [*MATGL_MODELS, *(f"CHGNet-{v}" for v in CHGNET_VERSIONS)]
+    """Potentials that load by name with no file of the user's (SevenNet: with the sevenn extra)."""
+    return [*MATGL_MODELS, *(f"CHGNet-{v}" for v in CHGNET_VERSIONS), *(f"sevenn:{m}" for m in SEVENN_SHIPPED)]
 
 
 def embedded_model_dir(name: str) -> Path | None:
@@ -45,31 +51,34 @@ def _matgl_model_dir(name: str) -> Path | None:
     return None
 
 
-def load_potential(spec: str | os.PathLike | Potential | None = None, device: str | None = None) -> Potential:
-    """Load a potential: ``None`` = the embedded default, a known name, or a matgl model folder.
+#: ``family:argument`` prefixes; a spec without one is a known name or a matgl folder (as before)
+FAMILIES = ("matgl", "chgnet", "sevenn", "mace", "orb", "mattersim", "ase")
+SPEC_GRAMMAR = (
+    "matgl:<name|folder>, chgnet[:<version>], sevenn:<model|checkpoint.pth>[:<modal>], mace:<model file>, "
+    "orb:<model>:<weights file>, mattersim:<checkpoint file>, ase:<module>:<factory>, or a known name / matgl folder"
+)
 
-    ``device`` (``auto``/``cpu``/``cuda[:N]``; default: the ``potential_device`` setting, auto)
-    picks where it runs. Raises ``ValueError`` naming the spec and what is available when it cannot
-    be resolved.
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    """``(family, argument)`` of a potential spec; legacy forms map to their family.
+
+    ``CHGNet-0.3.0`` -> ``("chgnet", "0.3.0")``; a known matgl name or a folder -> ``("matgl", spec)``.
     """
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if isinstance(spec, Potential):
-        return spec
-    if spec is None:
-        spec = DEFAULT_POTENTIAL
-    text = str(spec)
-    if text.lower().startswith("chgnet"):
-        version = text.split("-", 1)[1] if "-" in text else CHGNET_VERSIONS[0]
-        if version not in CHGNET_VERSIONS:
-            raise ValueError(f"unknown CHGNet version {version!r}; available: {', '.join(CHGNET_VERSIONS)}")
-        from crystalgen.potentials.chgnet_potential import CHGNetPotential
+    family, sep, argument = spec.partition(":")
+    if sep and family.lower() in FAMILIES:
+        return family.lower(), argument
+    if spec.lower() == "chgnet" or spec.lower().startswith("chgnet-"):
+        return "chgnet", spec.partition("-")[2]
+    return "matgl", spec
 
-        return CHGNetPotential(version, device)
-    if is_matgl_model_dir(Path(text).expanduser()):
-        return open_matgl_potential(Path(text).expanduser(), device=device)
+
+def _matgl(argument: str, device: str | None) -> Potential:
+    folder = Path(argument).expanduser()
+    if is_matgl_model_dir(folder):
+        return open_matgl_potential(folder, device=device)
     by_lower = {name.lower(): name for name in MATGL_MODELS}
-    if text.lower() in by_lower:
-        name = by_lower[text.lower()]
+    if argument.lower() in by_lower:
+        name = by_lower[argument.lower()]
         if path := _matgl_model_dir(name):
             return open_matgl_potential(path, name=name, device=device)
         raise ValueError(
@@ -77,8 +86,59 @@ def load_potential(spec: str | os.PathLike | Potential | None = None, device: st
             "under a directory listed in the matgl_models setting ($CRYSTALGEN_MATGL_MODELS)"
         )
     raise ValueError(
-        f"unknown potential {text!r}: give a matgl model folder or one of {', '.join(known_potentials())}"
+        f"unknown potential {argument!r}: give a matgl model folder, one of {', '.join(known_potentials())}, "
+        f"or a family spec: {SPEC_GRAMMAR}"
     )
+
+
+def _chgnet(argument: str, device: str | None) -> Potential:
+    version = argument or CHGNET_VERSIONS[0]
+    if version not in CHGNET_VERSIONS:
+        raise ValueError(f"unknown CHGNet version {version!r}; available: {', '.join(CHGNET_VERSIONS)}")
+    from crystalgen.potentials.chgnet_potential import CHGNetPotential
+
+    return CHGNetPotential(version, device)
+
+
+def _sevenn(argument: str, device: str | None) -> Potential:
+    from crystalgen.potentials.sevenn_potential import SevenNetPotential
+
+    model, _, modal = argument.partition(":")
+    return SevenNetPotential(model or "7net-0", modal or None, device)
+
+
+def _ase(argument: str, device: str | None) -> Potential:
+    from crystalgen.potentials.ase_potential import ase_factory_potential
+
+    return ase_factory_potential(argument)
+
+
+def _external(family: str):
+    def load(argument: str, device: str | None) -> Potential:
+        from crystalgen.potentials import external
+
+        return getattr(external, f"{family}_potential")(argument, device)
+
+    return load
+
+
+LOADERS = {"matgl": _matgl, "chgnet": _chgnet, "sevenn": _sevenn, "ase": _ase,
+           **{family: _external(family) for family in ("mace", "orb", "mattersim")}}
+
+
+def load_potential(spec: str | os.PathLike | Potential | None = None, device: str | None = None) -> Potential:
+    """Load a potential from a spec (grammar: :data:`SPEC_GRAMMAR`); ``None`` = the embedded default.
+
+    ``device`` (``auto``/``cpu``/``cuda[:N]``; default: the ``potential_device`` setting, auto)
+    picks where it runs. Raises ``ValueError`` naming the spec and what is available when it cannot
+    be resolved, :class:`~crystalgen.potentials.offline.DownloadRequired` (a ``ValueError``) naming
+    the file to provide when its weights would have to be downloaded.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if isinstance(spec, Potential):
+        return spec
+    family, argument = parse_spec(str(spec or DEFAULT_POTENTIAL))
+    return LOADERS[family](argument, device)
 
 
 def resolve_potential(spec: str | None) -> str:

@@ -42,7 +42,7 @@ def mlip_settings(campaign: Campaign) -> tuple[MlipSettings, MlipSettings]:
 
     pre, relax = campaign.prerelax, campaign.relax
     prerelax = MlipSettings(potential=resolve_potential(pre.potential), fmax=pre.fmax, steps=pre.steps,
-                            batch_size=pre.batch_size)
+                            batch_size=pre.batch_size, relaxer=pre.relaxer)
     final = MlipSettings(potential=resolve_potential(relax.potential or pre.potential), fmax=relax.fmax,
                          steps=relax.steps, batch_size=relax.batch_size or pre.batch_size)
     return prerelax, final
