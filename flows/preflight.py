@@ -74,19 +74,37 @@ def check_checkpoint(campaign: Campaign) -> None:
         raise CampaignError(f"{field}: {path} cannot be used: {exc.__class__.__name__}: {str(exc)[:300]}") from None
 
 
-def check_potentials(campaign: Campaign) -> None:
-    """Each potential spec must name a known potential or an existing model folder (it is loaded by ``run``)."""
-    from crystalgen.potentials import known_potentials, resolve_potential
+def potential_problem(spec: str) -> str | None:
+    """Why ``spec`` cannot resolve offline (None: it can; loading it is ``run``'s pre-flight)."""
+    from crystalgen.potentials.registry import CHGNET_VERSIONS, SPEC_GRAMMAR, SEVENN_SHIPPED, known_potentials, parse_spec
 
-    known = {name.lower() for name in known_potentials()}
+    family, argument = parse_spec(spec)
+    if family == "matgl":
+        if argument.lower() in {n.lower() for n in known_potentials()} or Path(argument).expanduser().is_dir():
+            return None
+        return f"unknown potential {argument!r}: give a model folder, one of {', '.join(known_potentials())}, " \
+               f"or a family spec: {SPEC_GRAMMAR}"
+    if family == "chgnet":
+        return None if (argument or CHGNET_VERSIONS[0]) in CHGNET_VERSIONS else f"unknown CHGNet version {argument!r}"
+    files = {"mace": argument, "mattersim": argument, "orb": argument.partition(":")[2],
+             "sevenn": None if argument.partition(":")[0] in {m.partition(":")[0] for m in SEVENN_SHIPPED}
+             else argument.partition(":")[0]}
+    path = files.get(family)
+    if path is not None and not Path(path).expanduser().is_file():
+        return f"{family} weights file {path!r} not found (nothing is downloaded: provide the file)"
+    return None
+
+
+def check_potentials(campaign: Campaign) -> None:
+    """Each potential spec must resolve offline: a known name, a model folder or an existing weights file."""
+    from crystalgen.potentials import resolve_potential
+
     for field, spec in (("prerelax.potential", campaign.prerelax.potential),
                         ("relax.potential", campaign.relax.potential)):
         if field == "relax.potential" and (campaign.relax.engine != "mlip" or spec is None):
             continue
-        resolved = resolve_potential(spec)
-        if resolved.lower() not in known and not Path(resolved).expanduser().is_dir():
-            raise CampaignError(f"{field}: unknown potential {resolved!r}: give a model folder or one of "
-                                f"{', '.join(known_potentials())}")
+        if problem := potential_problem(resolve_potential(spec)):
+            raise CampaignError(f"{field}: {problem}")
 
 
 def check_incar(campaign: Campaign) -> None:
