@@ -86,12 +86,19 @@ def potential_problem(spec: str) -> str | None:
                f"or a family spec: {SPEC_GRAMMAR}"
     if family == "chgnet":
         return None if (argument or CHGNET_VERSIONS[0]) in CHGNET_VERSIONS else f"unknown CHGNet version {argument!r}"
-    files = {"mace": argument, "mattersim": argument, "orb": argument.partition(":")[2],
-             "sevenn": None if argument.partition(":")[0] in {m.partition(":")[0] for m in SEVENN_SHIPPED}
-             else argument.partition(":")[0]}
-    path = files.get(family)
-    if path is not None and not Path(path).expanduser().is_file():
-        return f"{family} weights file {path!r} not found (nothing is downloaded: provide the file)"
+    if family in {"mace", "orb", "mattersim"}:
+        from crystalgen.potentials.external import weights_file
+        from crystalgen.potentials.offline import DownloadRequired
+
+        try:
+            weights_file(family, argument)
+        except DownloadRequired as error:
+            return str(error)
+    if family == "sevenn" and argument.partition(":")[0] not in {m.partition(":")[0] for m in SEVENN_SHIPPED}:
+        if not Path(argument.partition(":")[0]).expanduser().is_file():
+            from crystalgen.potentials.offline import DownloadRequired
+
+            return str(DownloadRequired(str(Path(argument.partition(":")[0]).expanduser()), "sevenn checkpoint"))
     return None
 
 

@@ -19,11 +19,27 @@ def _version(package: str) -> str:
     return f"{package} {version(package)}"
 
 
+EXAMPLES = {"mace": "mace:/models/mace-mpa-0-medium.model",
+            "orb": "orb:orb-v3-conservative-inf-omat:/models/orb-v3-conservative-inf-omat.ckpt",
+            "mattersim": "mattersim:/models/mattersim-v1.0.0-5M.pth"}
+
+
+def weights_file(family: str, argument: str) -> str:
+    """The local weights file a ``mace:``/``orb:``/``mattersim:`` spec names, or :class:`DownloadRequired`."""
+    if family == "orb":
+        model_name, _, weights = argument.partition(":")
+        if not weights:
+            raise DownloadRequired(f"<{model_name}.ckpt>", f"orb-models would download the weights of "
+                                   f"{model_name!r}; give them as orb:{model_name}:/path/to/weights.ckpt")
+        argument = weights
+    return require_file(argument, family, EXAMPLES[family])
+
+
 def mace_potential(argument: str, device: str | None = None) -> AseCalculatorPotential:
     """``mace:<file>``: a MACE model file (e.g. mace-mpa-0-medium.model), float64 as MACE relaxes."""
     from pathlib import Path
 
-    path = require_file(argument, "mace", "mace:/models/mace-mpa-0-medium.model")
+    path = weights_file("mace", argument)
     require_module("mace", "mace-torch")
     from mace.calculators import MACECalculator
 
@@ -44,11 +60,8 @@ def mace_potential(argument: str, device: str | None = None) -> AseCalculatorPot
 
 def orb_potential(argument: str, device: str | None = None) -> AseCalculatorPotential:
     """``orb:<model>:<weights file>``: an orb-models architecture (e.g. orb-v3-conservative-inf-omat) and its weights."""
-    model_name, _, weights = argument.partition(":")
-    if not weights:
-        raise DownloadRequired(f"<{model_name}.ckpt>", f"orb-models would download the weights of {model_name!r}; "
-                               f"give them as orb:{model_name}:/path/to/weights.ckpt")
-    path = require_file(weights, "orb", "orb:orb-v3-conservative-inf-omat:/models/orb-v3-conservative-inf-omat.ckpt")
+    model_name = argument.partition(":")[0]
+    path = weights_file("orb", argument)
     require_module("orb_models", "orb-models")
     from orb_models.forcefield import pretrained
     from orb_models.forcefield.calculator import ORBCalculator
@@ -73,7 +86,7 @@ def mattersim_potential(argument: str, device: str | None = None) -> AseCalculat
     """``mattersim:<file>``: a MatterSim checkpoint (e.g. mattersim-v1.0.0-5M.pth)."""
     from pathlib import Path
 
-    path = require_file(argument, "mattersim", "mattersim:/models/mattersim-v1.0.0-5M.pth")
+    path = weights_file("mattersim", argument)
     require_module("mattersim", "mattersim")
     from mattersim.forcefield import MatterSimCalculator
 
