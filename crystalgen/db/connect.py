@@ -22,6 +22,7 @@ from crystalgen.db.private import redact, scrub
 from crystalgen.settings import Settings, get_settings
 
 SERVER_SELECTION_TIMEOUT_MS = 5000  # unless the URI sets its own (the embedded server's does: 3 s)
+OUTPUTS = "outputs"  # the job store's document collection
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -97,19 +98,28 @@ def job_store(settings: Settings | None = None):
     from jobflow import JobStore
     from maggma.stores import GridFSStore, MongoStore
 
+    from crystalgen.db.indexes import ensure_job_store_indexes
+
     settings = settings or get_settings()
-    mongo_client(settings).close()  # fail early with the clear message
+    client = mongo_client(settings)  # fail early with the clear message
+    try:
+        with database_errors(settings):
+            ensure_job_store_indexes(client[settings.database][OUTPUTS])
+    finally:
+        client.close()
     uri = mongo_uri(settings)
-    docs = MongoStore.from_uri(uri, collection_name="outputs", database=settings.database)
+    docs = MongoStore.from_uri(uri, collection_name=OUTPUTS, database=settings.database)
     blobs = GridFSStore.from_uri(uri, collection_name="outputs_blobs", database=settings.database)
     return JobStore(docs, additional_stores={"data": blobs})
 
 
 def launchpad(settings: Settings | None = None):
-    """FireWorks LaunchPad on the same database, with race-free id allocation installed."""
+    """FireWorks LaunchPad on the same database, with race-free id allocation installed and the indexes
+    workers need (``crystalgen.db.indexes``)."""
     from fireworks import LaunchPad
 
     from crystalgen.db import fireworks_ids
+    from crystalgen.db.indexes import ensure_fireworks_indexes
 
     fireworks_ids.install()
     settings = settings or get_settings()
@@ -118,4 +128,5 @@ def launchpad(settings: Settings | None = None):
     with database_errors(settings):
         lpad = LaunchPad(host=uri, name=settings.database, uri_mode=True, mongoclient_kwargs={"retryWrites": False})
         fireworks_ids.ensure_counters(lpad)
+        ensure_fireworks_indexes(lpad)
     return lpad
