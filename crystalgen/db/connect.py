@@ -114,14 +114,15 @@ def job_store(settings: Settings | None = None):
 
 
 def launchpad(settings: Settings | None = None):
-    """FireWorks LaunchPad on the same database, with race-free id allocation installed and the indexes
-    workers need (``crystalgen.db.indexes``)."""
+    """FireWorks LaunchPad on the same database, with race-free id allocation and an index-friendly
+    worker query installed, and the indexes workers need (``crystalgen.db.indexes``)."""
     from fireworks import LaunchPad
 
-    from crystalgen.db import fireworks_ids
+    from crystalgen.db import fireworks_ids, fireworks_query
     from crystalgen.db.indexes import ensure_fireworks_indexes
 
     fireworks_ids.install()
+    fireworks_query.install()
     settings = settings or get_settings()
     mongo_client(settings).close()
     uri = mongo_uri(settings)

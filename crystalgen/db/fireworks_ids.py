@@ -78,8 +78,12 @@ def install() -> None:
 
 
 def rlaunch_main() -> None:
-    """``crystalgen-rlaunch``: FireWorks' ``rlaunch`` with atomic id allocation installed."""
+    """``crystalgen-rlaunch``: FireWorks' ``rlaunch`` with atomic id allocation and an index-friendly
+    checkout query (``crystalgen.db.fireworks_query``) installed."""
+    from crystalgen.db import fireworks_query
+
     install()
+    fireworks_query.install()
     from fireworks.scripts.rlaunch_run import rlaunch
 
     rlaunch()
