@@ -113,16 +113,26 @@ def job_store(settings: Settings | None = None):
     return JobStore(docs, additional_stores={"data": blobs})
 
 
-def launchpad(settings: Settings | None = None):
-    """FireWorks LaunchPad on the same database, with race-free id allocation and an index-friendly
-    worker query installed, and the indexes workers need (``crystalgen.db.indexes``)."""
-    from fireworks import LaunchPad
-
-    from crystalgen.db import fireworks_ids, fireworks_query
-    from crystalgen.db.indexes import ensure_fireworks_indexes
+def install_fireworks_workarounds() -> None:
+    """Make every FireWorks LaunchPad in this process work well on SecantusDB (each is a no-op or
+    equivalent on mongod): race-free ids (``fireworks_ids``), a checkout query its planner can index
+    (``fireworks_query``), find-and-modify from indexes (``indexed_updates``)."""
+    from crystalgen.db import fireworks_ids, fireworks_query, indexed_updates
 
     fireworks_ids.install()
     fireworks_query.install()
+    indexed_updates.install()
+
+
+def launchpad(settings: Settings | None = None):
+    """FireWorks LaunchPad on the same database, with ``install_fireworks_workarounds`` applied and the
+    indexes workers need (``crystalgen.db.indexes``)."""
+    from fireworks import LaunchPad
+
+    from crystalgen.db import fireworks_ids
+    from crystalgen.db.indexes import ensure_fireworks_indexes
+
+    install_fireworks_workarounds()
     settings = settings or get_settings()
     mongo_client(settings).close()
     uri = mongo_uri(settings)

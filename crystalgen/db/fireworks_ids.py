@@ -1,4 +1,4 @@
-"""Race-free FireWorks id allocation: the one place that works around a SecantusDB defect.
+"""Race-free FireWorks id allocation: a workaround for a SecantusDB defect (see connect.install_fireworks_workarounds).
 
 FireWorks hands out ``fw_id`` and ``launch_id`` with ``find_one_and_update({}, {"$inc": ...})``
 on the ``fw_id_assigner`` collection and reads the counter from the returned *before* document.
@@ -78,12 +78,11 @@ def install() -> None:
 
 
 def rlaunch_main() -> None:
-    """``crystalgen-rlaunch``: FireWorks' ``rlaunch`` with atomic id allocation and an index-friendly
-    checkout query (``crystalgen.db.fireworks_query``) installed."""
-    from crystalgen.db import fireworks_query
+    """``crystalgen-rlaunch``: FireWorks' ``rlaunch`` with atomic id allocation and crystalgen's other
+    SecantusDB workarounds installed (``crystalgen.db.connect.install_fireworks_workarounds``)."""
+    from crystalgen.db.connect import install_fireworks_workarounds
 
-    install()
-    fireworks_query.install()
+    install_fireworks_workarounds()
     from fireworks.scripts.rlaunch_run import rlaunch
 
     rlaunch()
