@@ -37,22 +37,20 @@ class IndexedFindAndModify:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._collection, name)
 
-    def find_one_and_update(self, filter, update, projection=None, sort=None, upsert=False,
-                            return_document=ReturnDocument.BEFORE, **kwargs):
-        if projection is not None or kwargs or "_id" in filter:
-            return self._collection.find_one_and_update(filter, update, projection=projection, sort=sort,
-                                                        upsert=upsert, return_document=return_document, **kwargs)
-        return self._find_and_write(self._collection.update_one, filter, update, sort, upsert, return_document)
+    def find_one_and_update(self, filter, update, **options):
+        return self._find_and_write("update", filter, update, **options)
 
-    def find_one_and_replace(self, filter, replacement, projection=None, sort=None, upsert=False,
-                             return_document=ReturnDocument.BEFORE, **kwargs):
-        if projection is not None or kwargs or "_id" in filter:
-            return self._collection.find_one_and_replace(filter, replacement, projection=projection, sort=sort,
-                                                         upsert=upsert, return_document=return_document, **kwargs)
-        return self._find_and_write(self._collection.replace_one, filter, replacement, sort, upsert, return_document)
+    def find_one_and_replace(self, filter, replacement, **options):
+        return self._find_and_write("replace", filter, replacement, **options)
 
-    def _find_and_write(self, write, filter, change, sort, upsert, return_document):
-        """``write`` (update_one / replace_one) the first document ``find_one`` gives, if it still matches."""
+    def _find_and_write(self, kind, filter, change, projection=None, sort=None, upsert=False,
+                        return_document=ReturnDocument.BEFORE, **kwargs):
+        """``update_one`` / ``replace_one`` (``kind``) the first document ``find_one`` gives, if it still matches."""
+        if projection is not None or kwargs or "_id" in filter:
+            return getattr(self._collection, f"find_one_and_{kind}")(
+                filter, change, projection=projection, sort=sort, upsert=upsert, return_document=return_document,
+                **kwargs)
+        write = self._collection.update_one if kind == "update" else self._collection.replace_one
         for _ in range(MAX_RACES):
             before = self._collection.find_one(filter, sort=sort)
             if before is None:
@@ -93,15 +91,6 @@ def wrap(lpad) -> None:
 
 def install() -> None:
     """Wrap every FireWorks LaunchPad built in this process, as ``wrap`` does (idempotent)."""
-    from fireworks.core.launchpad import LaunchPad
+    from crystalgen.db.fireworks_ids import after_launchpad_init
 
-    if getattr(LaunchPad.__init__, "_crystalgen_indexed_updates", False):
-        return
-    original_init = LaunchPad.__init__
-
-    def __init__(self, *args, **kwargs):
-        original_init(self, *args, **kwargs)
-        wrap(self)
-
-    __init__._crystalgen_indexed_updates = True
-    LaunchPad.__init__ = __init__
+    after_launchpad_init("indexed find-and-modify", wrap)
