@@ -141,7 +141,7 @@ def launch(config_dir: Path, reserve: bool = False, launch_dir: Path = Path(".")
     from fireworks.user_objects.queue_adapters.common_adapter import CommonAdapter
     from pymongo.errors import PyMongoError
 
-    from crystalgen.db import fireworks_ids
+    from crystalgen.db.connect import install_fireworks_workarounds
 
     config_dir = Path(config_dir).expanduser().resolve()
     launch_dir = Path(launch_dir).expanduser().resolve()
@@ -152,7 +152,7 @@ def launch(config_dir: Path, reserve: bool = False, launch_dir: Path = Path(".")
     check_config_dir(config_dir, timeout=timeout)  # commands on PATH, controller answers, partition up
     queued = count_queued(q_type, config["job_name"], getpass.getuser(), timeout)
 
-    fireworks_ids.install()  # reservation mode allocates launch ids
+    install_fireworks_workarounds()  # reservation mode allocates launch ids
     lpad = LaunchPad.from_file(str(config_dir / "my_launchpad.yaml"))
     fworker = FWorker.from_file(str(config_dir / "my_fworker.yaml"))
     try:

@@ -125,3 +125,48 @@ def test_validate_structure_accepts_real_crystals_and_names_collapses():
     assert validate_structure(ww, check_bonds=False) is None
     carbide_dimer = Structure(Lattice.cubic(6.0), ["C", "C"], [[0, 0, 0], [1.30 / 6, 0, 0]])  # C2 in CaC2
     assert validate_structure(carbide_dimer) is None
+
+
+def test_a_bond_collapsing_into_a_hole_stops_the_relaxation_at_once(potential, monkeypatch):
+    import crystalgen.relax as relax
+
+    # a B2 dimer at 1.03 Å (0.61 x the covalent sum) falls into TensorNet's short-range hole (0.78 Å),
+    # which the final check rejects; from 1.06 Å it relaxes out to 1.59 Å
+    dimer = Structure(Lattice.cubic(6.0), ["B", "B"], [[0, 0, 0], [1.03 / 6, 0, 0]])
+    early = relax_structures([dimer], potential, fmax=0.05, max_steps=300, progress=False)[0]
+    monkeypatch.setattr(relax, "_doomed_reason", lambda *_: None)
+    to_the_end = relax_structures([dimer], potential, fmax=0.05, max_steps=300, progress=False)[0]
+
+    assert to_the_end.error.startswith("collapsed bond: B-B")
+    assert early.error.startswith("collapsed bond (collapsed again): B-B") and early.error.endswith("stopped early")
+    assert early.steps < to_the_end.steps and not early.converged and early.energy is None
+
+
+def test_generated_cells_that_stay_collapsed_stop_after_the_grace_steps(potential, monkeypatch):
+    """Samples of the shipped model are too dense (DESIGN.md 6): most never open their short bonds."""
+    import crystalgen.relax as relax
+    from crystalgen.sample import sample_structures
+
+    samples = sample_structures(None, [{"formula": "Ta1W1B6", "spacegroup": 191, "formation_energy": -0.3}],
+                                samples_per_condition=6, seed=3, device="cpu")
+    cells = [s.pymatgen for s in samples if s.valid]
+    steps = relax.OPEN_BONDS_WITHIN + 1  # the run to the end: one step past the grace, then the final check
+    early = relax_structures(cells, potential, fmax=0.05, max_steps=steps, progress=False)
+    monkeypatch.setattr(relax, "_doomed_reason", lambda *_: None)
+    to_the_end = relax_structures(cells, potential, fmax=0.05, max_steps=steps, progress=False)
+
+    stopped = [i for i, r in enumerate(early) if r.error and "not opened within" in r.error]
+    assert stopped, [r.error for r in early]
+    for i in stopped:
+        assert early[i].steps == relax.OPEN_BONDS_WITHIN and to_the_end[i].steps == steps
+        assert to_the_end[i].error.startswith(("collapsed bond", "overlapping atoms"))
+    for i in set(range(len(cells))) - set(stopped):
+        assert early[i].error == to_the_end[i].error and early[i].steps == to_the_end[i].steps
+
+
+def test_a_short_input_bond_that_relaxation_pushes_apart_is_not_stopped(potential):
+    # B-B 0.54 Å in the input (0.32 x the covalent sum): the potential pushes it apart into a valid TaB2
+    squeezed = Structure(Lattice.hexagonal(3.1, 3.3), ["Ta", "B", "B"], [[0, 0, 0], [0.45, 0.55, 0.5], [0.55, 0.45, 0.5]])
+    assert validate_structure(squeezed, check_bonds=False) is None and validate_structure(squeezed) is not None
+    result = relax_structures([squeezed], potential, fmax=0.05, max_steps=300, progress=False)[0]
+    assert result.ok and result.converged and validate_structure(result.structure) is None

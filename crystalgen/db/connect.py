@@ -22,6 +22,7 @@ from crystalgen.db.private import redact, scrub
 from crystalgen.settings import Settings, get_settings
 
 SERVER_SELECTION_TIMEOUT_MS = 5000  # unless the URI sets its own (the embedded server's does: 3 s)
+OUTPUTS = "outputs"  # the job store's document collection
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -100,23 +101,44 @@ def job_store(settings: Settings | None = None):
     """
     from jobflow import JobStore
 
+    from crystalgen.db.indexes import ensure_job_store_indexes
     from crystalgen.db.stores import SettingsGridFSStore, SettingsMongoStore
 
-    mongo_client(settings or get_settings()).close()  # fail early with the clear message
-    return JobStore(SettingsMongoStore("outputs"), additional_stores={"data": SettingsGridFSStore("outputs_blobs")})
+    settings = settings or get_settings()
+    client = mongo_client(settings)  # fail early with the clear message
+    try:
+        with database_errors(settings):
+            ensure_job_store_indexes(client[settings.database][OUTPUTS])
+    finally:
+        client.close()
+    return JobStore(SettingsMongoStore(OUTPUTS), additional_stores={"data": SettingsGridFSStore("outputs_blobs")})
+
+
+def install_fireworks_workarounds() -> None:
+    """Make every FireWorks LaunchPad in this process work well on SecantusDB (each is a no-op or
+    equivalent on mongod): race-free ids (``fireworks_ids``), a checkout query its planner can index
+    (``fireworks_query``), find-and-modify from indexes (``indexed_updates``)."""
+    from crystalgen.db import fireworks_ids, fireworks_query, indexed_updates
+
+    fireworks_ids.install()
+    fireworks_query.install()
+    indexed_updates.install()
 
 
 def launchpad(settings: Settings | None = None):
-    """FireWorks LaunchPad on the same database, with race-free id allocation installed."""
+    """FireWorks LaunchPad on the same database, with ``install_fireworks_workarounds`` applied and the
+    indexes workers need (``crystalgen.db.indexes``)."""
     from fireworks import LaunchPad
 
     from crystalgen.db import fireworks_ids
+    from crystalgen.db.indexes import ensure_fireworks_indexes
 
-    fireworks_ids.install()
+    install_fireworks_workarounds()
     settings = settings or get_settings()
     mongo_client(settings).close()
     uri = mongo_uri(settings)
     with database_errors(settings):
         lpad = LaunchPad(host=uri, name=settings.database, uri_mode=True, mongoclient_kwargs={"retryWrites": False})
         fireworks_ids.ensure_counters(lpad)
+        ensure_fireworks_indexes(lpad)
     return lpad

@@ -1,4 +1,4 @@
-"""Race-free FireWorks id allocation: the one place that works around a SecantusDB defect.
+"""Race-free FireWorks id allocation: a workaround for a SecantusDB defect (see connect.install_fireworks_workarounds).
 
 FireWorks hands out ``fw_id`` and ``launch_id`` with ``find_one_and_update({}, {"$inc": ...})``
 on the ``fw_id_assigner`` collection and reads the counter from the returned *before* document.
@@ -61,25 +61,39 @@ def ensure_counters(lpad) -> None:
         pass  # another process created it between our lookup and insert
 
 
-def install() -> None:
-    """Make every FireWorks LaunchPad in this process allocate ids atomically (idempotent)."""
+def after_launchpad_init(name: str, hook) -> None:
+    """Run ``hook(lpad)`` at the end of every FireWorks ``LaunchPad.__init__`` in this process, including
+    LaunchPads FireWorks builds itself from a launchpad file; once per ``name`` (idempotent)."""
     from fireworks.core.launchpad import LaunchPad
 
-    if getattr(LaunchPad.__init__, "_crystalgen_atomic_ids", False):
+    installed = getattr(LaunchPad.__init__, "_crystalgen_hooks", ())
+    if name in installed:
         return
     original_init = LaunchPad.__init__
 
     def __init__(self, *args, **kwargs):
         original_init(self, *args, **kwargs)
-        self.fw_id_assigner = AtomicCounterCollection(self.fw_id_assigner)
+        hook(self)
 
-    __init__._crystalgen_atomic_ids = True
+    __init__._crystalgen_hooks = (*installed, name)
     LaunchPad.__init__ = __init__
 
 
+def _atomic_counters(lpad) -> None:
+    lpad.fw_id_assigner = AtomicCounterCollection(lpad.fw_id_assigner)
+
+
+def install() -> None:
+    """Make every FireWorks LaunchPad in this process allocate ids atomically (idempotent)."""
+    after_launchpad_init("atomic ids", _atomic_counters)
+
+
 def rlaunch_main() -> None:
-    """``crystalgen-rlaunch``: FireWorks' ``rlaunch`` with atomic id allocation installed."""
-    install()
+    """``crystalgen-rlaunch``: FireWorks' ``rlaunch`` with atomic id allocation and crystalgen's other
+    SecantusDB workarounds installed (``crystalgen.db.connect.install_fireworks_workarounds``)."""
+    from crystalgen.db.connect import install_fireworks_workarounds
+
+    install_fireworks_workarounds()
     from fireworks.scripts.rlaunch_run import rlaunch
 
     rlaunch()
