@@ -12,7 +12,8 @@ it). Properties that matter on a cluster:
   Lines file (one per rank, merged at the end); a rerun skips the (condition, index) keys already
   there, so a killed run loses at most one batch.
 * **Invalid structures are kept, not hidden:** a sample that cannot be decoded, or has atoms
-  closer than ``MIN_DISTANCE``, gets ``structure=None`` and a ``reason``.
+  closer than ``MIN_DISTANCE``, gets ``structure=None`` and a ``reason``; a decodable one keeps its
+  cell in ``rejected_structure`` for :mod:`crystalgen.rescue`.
 """
 
 from __future__ import annotations
