@@ -3,7 +3,12 @@
 The held-out split is rebuilt from the checkpoint's own data settings (fractions and seed), so
 it holds exactly the compositions the model never saw. Each method samples one structure per
 held-out condition per seed; a sample counts when pymatgen's StructureMatcher (ltol 0.2,
-stol 0.3, angle_tol 5) matches it to the condition's true structure.
+stol 0.3, angle_tol 5) matches it to the condition's true structure. Next to the match rate, over
+all seeds of a method: how many samples the relaxer would accept, how many valid ones are distinct,
+and how many distinct ones are novel, i.e. match no structure of the checkpoint's own training split
+(:mod:`crystalgen.quality`). With a held-out split of the training dataset, novelty is 100 % by
+construction (splits are composition-disjoint); it says more for ``--split train`` (memorisation) or
+another dataset.
 """
 
 from __future__ import annotations
@@ -35,6 +40,10 @@ class MethodResult(BaseModel):
     match_rates: list[float]
     valid_fraction: float
     structures_per_s: float
+    relaxable_fraction: float | None = None
+    unique_fraction: float | None = None  # of the valid samples
+    novel_fraction: float | None = None  # of the unique samples; None without a training set to compare with
+    novelty_against: str = ""  # the training split used, or why there was none
 
     @property
     def mean(self) -> float:
@@ -59,14 +68,19 @@ class EvaluationReport(BaseModel):
             f"StructureMatcher(ltol=0.2, stol=0.3, angle_tol=5); one sample per condition and seed. "
             f"{self.created}, crystalgen {self.code_version}.",
             "",
-            "| method | task | sampling steps | conditions | seeds | match rate (mean ± std over seeds) | valid | structures/s | trained steps |",
-            "|---|---|---:|---:|---|---:|---:|---:|---:|",
+            "| method | task | sampling steps | conditions | seeds | match rate (mean ± std over seeds) | valid | structures/s | trained steps "
+            "| relaxable | unique (of valid) | novel (of unique) |",
+            "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in self.results:
             lines.append(
                 f"| {r.method} | {r.task} | {r.steps} | {r.n_conditions} | {','.join(map(str, r.seeds))} | "
-                f"{100 * r.mean:.1f}% ± {100 * r.std:.1f} | {100 * r.valid_fraction:.0f}% | {r.structures_per_s:.1f} | {r.trained_steps} |"
+                f"{100 * r.mean:.1f}% ± {100 * r.std:.1f} | {100 * r.valid_fraction:.0f}% | {r.structures_per_s:.1f} | {r.trained_steps} "
+                f"| {_percent(r.relaxable_fraction)} | {_percent(r.unique_fraction)} | {_percent(r.novel_fraction)} |"
             )
+        against = sorted({f"`{Path(r.checkpoint).name}`: {r.novelty_against}" for r in self.results if r.novelty_against})
+        if against:
+            lines += ["", "Novelty compared with: " + "; ".join(against) + "."]
         return "\n".join(lines) + "\n"
 
     def write(self, out_dir: str | Path) -> tuple[Path, Path]:
@@ -79,6 +93,23 @@ class EvaluationReport(BaseModel):
             entry.update(mean=result.mean, std=result.std)
         js.write_text(json.dumps(payload, indent=2) + "\n")
         return md, js
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.0f}%"
+
+
+def training_index(checkpoint: str | Path, log=print):
+    """(novelty index over the checkpoint's training split, what it holds), or (None, why not)."""
+    from crystalgen.known import KnownStructuresError, training_dataset, training_structures
+    from crystalgen.novelty import NoveltyIndex
+
+    try:
+        known = training_structures(checkpoint, log=lambda _: None)
+    except (KnownStructuresError, OSError, ValueError) as exc:
+        log(f"novelty of {checkpoint} not measured: {exc}")
+        return None, f"not measured ({exc})"
+    return NoveltyIndex(known), f"training split of {training_dataset(checkpoint).name} ({len(known)} structures)"
 
 
 def family_methods(trained: str) -> list[str]:
@@ -124,6 +155,7 @@ def evaluate(
 ) -> EvaluationReport:
     """Evaluate each checkpoint with each requested method it supports (all of its family by default)."""
     from crystalgen.metrics import match_rate
+    from crystalgen.quality import sample_quality
 
     results = []
     for checkpoint in checkpoints:
@@ -135,22 +167,27 @@ def evaluate(
             log(f"skipping {checkpoint}: trained as {trained!r}, which samples as {', '.join(supported)} only")
             continue
         conditions, targets = held_out(checkpoint, dataset, split, max_conditions, log)
+        known, against = training_index(checkpoint, log)
         for name in chosen:
-            rates, valid, seconds = [], 0, 0.0
+            rates, valid, seconds, everything = [], 0, 0.0, []
             for seed in seeds:
                 started = time.perf_counter()
                 samples = sample_structures(checkpoint, conditions, method=name, steps=steps, seed=seed,
                                             device=device, batch_size=batch_size)
                 seconds += time.perf_counter() - started
                 predicted = [s.pymatgen for s in samples]
+                everything += predicted
                 valid += sum(p is not None for p in predicted)
                 rates.append(match_rate(predicted, targets, serial=serial).rate)
                 log(f"{name} seed {seed}: match rate {rates[-1]:.3f} on {len(targets)} {split} conditions")
             n = len(conditions) * len(seeds)
+            quality = sample_quality(everything, known)
             results.append(MethodResult(
                 method=name, task=loaded.method.task, checkpoint=str(checkpoint), trained_steps=loaded.step,
                 steps=steps or loaded.config.method.inference_steps, n_conditions=len(conditions), seeds=list(seeds),
                 match_rates=rates, valid_fraction=valid / n, structures_per_s=n / max(seconds, 1e-9),
+                relaxable_fraction=quality.relaxable_fraction, unique_fraction=quality.unique_fraction,
+                novel_fraction=quality.novel_fraction, novelty_against=against,
             ))
     if methods and not results:
         raise ValueError(f"none of the checkpoints can be sampled with {', '.join(methods)}")

@@ -12,7 +12,8 @@ it). Properties that matter on a cluster:
   Lines file (one per rank, merged at the end); a rerun skips the (condition, index) keys already
   there, so a killed run loses at most one batch.
 * **Invalid structures are kept, not hidden:** a sample that cannot be decoded, or has atoms
-  closer than ``MIN_DISTANCE``, gets ``structure=None`` and a ``reason``.
+  closer than ``MIN_DISTANCE``, gets ``structure=None`` and a ``reason``; a decodable one keeps its
+  cell in ``rejected_structure`` for :mod:`crystalgen.rescue`.
 """
 
 from __future__ import annotations
@@ -110,6 +111,8 @@ class GeneratedSample(BaseModel):
     method: str
     steps: int
     checkpoint: str
+    origin: str = ""  # baseline generators: what the structure was built from (parent, substitution, tool)
+    rejected_structure: dict[str, Any] | None = None  # the decoded cell of a sample rejected for its geometry
     structure: dict[str, Any] | None = None
     reason: str = ""
 
@@ -171,6 +174,15 @@ def check_structure(coords_lattice: torch.Tensor, species: list[str]) -> tuple[S
     return structure, ""
 
 
+def rejected_structure(coords_lattice: torch.Tensor, species: list[str]) -> dict[str, Any] | None:
+    """The decoded cell of a sample :func:`check_structure` rejected, kept so that
+    :mod:`crystalgen.rescue` can try to repair it; ``None`` when it does not decode at all."""
+    try:
+        return decode(coords_lattice, species).as_dict()
+    except RepresentationError:
+        return None
+
+
 def sample_structures(
     checkpoint: str | os.PathLike | None,
     conditions: Sequence[Condition | dict],
@@ -223,9 +235,11 @@ def sample_structures(
         results = []
         for i, (cond, (_, k)) in enumerate(zip(conds, chunk)):
             structure, reason = check_structure(x[i], canonical_species(cond.formula))
+            rejected = rejected_structure(x[i], canonical_species(cond.formula)) if structure is None else None
             results.append(GeneratedSample(
                 condition=cond, sample_index=k, seed=seeds[i], method=model.name, steps=n_steps,
                 checkpoint=str(loaded.path), structure=structure.as_dict() if structure else None, reason=reason,
+                rejected_structure=rejected,
             ))
         if part:
             _append(part, results)

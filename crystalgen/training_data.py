@@ -112,8 +112,9 @@ def _split_records(records, val_fraction, test_fraction, seed):
     return {"train": train, "val": val, "test": test}
 
 
-def load_training_data(data_config, modification: bool = False, log: Callable[[str], None] = print, splits: Sequence[str] = SPLITS) -> TrainingData:
-    """Read, filter, split and encode the dataset named in a :class:`~crystalgen.config.DataConfig`."""
+def dataset_splits(data_config, log: Callable[[str], None] = print) -> dict[str, list[DatasetRecord]]:
+    """The records of each split of the dataset a :class:`~crystalgen.config.DataConfig` names, exactly
+    as training uses them (rows it can use, composition-disjoint splits, capped training split)."""
     _, records = read_dataset(data_config.dataset)
     usable = [r for r in records if r.nsites <= min(data_config.max_atoms, MAX_SITES) and r.formation_energy_per_atom is not None
               and math.isfinite(r.formation_energy_per_atom)]
@@ -124,6 +125,12 @@ def load_training_data(data_config, modification: bool = False, log: Callable[[s
         rng = np.random.default_rng(data_config.split_seed)
         pick = sorted(rng.choice(len(parts["train"]), size=data_config.max_train_records, replace=False))
         parts["train"] = [parts["train"][i] for i in pick]
+    return parts
+
+
+def load_training_data(data_config, modification: bool = False, log: Callable[[str], None] = print, splits: Sequence[str] = SPLITS) -> TrainingData:
+    """Read, filter, split and encode the dataset named in a :class:`~crystalgen.config.DataConfig`."""
+    parts = dataset_splits(data_config, log)
     sets = {}
     for name in SPLITS:
         if name not in splits:

@@ -127,7 +127,8 @@ def evaluate_command(
     device: Optional[str] = typer.Option(None),
     out: Path = typer.Option(Path("evaluation"), help="folder for evaluation.md and evaluation.json"),
 ) -> None:
-    """Match rate per method on a held-out split, as a Markdown + JSON report."""
+    """Match rate per method on a held-out split, with validity, uniqueness and novelty against the
+    checkpoint's training split, as a Markdown + JSON report."""
     from crystalgen.checkpoint import CheckpointError
     from crystalgen.config import ConfigError
     from crystalgen.data.dataset import DatasetFormatError
