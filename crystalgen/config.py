@@ -36,6 +36,9 @@ class DataConfig(BaseModel):
     split_seed: int = 0
     max_train_records: int | None = Field(None, ge=1, description="cap on training structures (demo runs)")
     max_atoms: int = Field(MAX_SITES, ge=1, le=MAX_SITES)
+    frame: Literal["as-given", "standard-primitive"] = Field(
+        "as-given", description="cell each crystal is encoded in: as stored, or spglib's standard primitive cell of its "
+        "space group (one cell choice and origin per group; sampling then imposes the requested group)")
 
 
 class OptimConfig(BaseModel):
