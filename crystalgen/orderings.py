@@ -66,22 +66,30 @@ def boride_parent(name: str) -> Structure:
 
 
 def hermite_normal_forms(det: int) -> Iterator[np.ndarray]:
-    """Every 3x3 lower-triangular Hermite normal form with determinant ``det`` (each supercell once)."""
+    """Supercell matrices (rows = new vectors, pymatgen's convention) of every index-``det`` sublattice, once each.
+
+    The transposes of the lower-triangular Hermite normal forms [[a,0,0],[b,c,0],[d,e,f]] with
+    a c f = det, 0 <= b < c, 0 <= d, e < f.
+    """
     for a, c, f in itertools.product(range(1, det + 1), repeat=3):
         if a * c * f != det:
             continue
         for b, d, e in itertools.product(range(c), range(f), range(f)):
-            yield np.array([[a, 0, 0], [b, c, 0], [d, e, f]])
+            yield np.array([[a, 0, 0], [b, c, 0], [d, e, f]]).T
 
 
 def symmetry_key(structure: Structure) -> tuple:
-    """Exact invariants (formula, space group, Wyckoff letters per element): equal for equivalent orderings."""
+    """Exact invariants (formula, space group, orbit sizes per element): equal for equivalent orderings.
+
+    Orbit sizes, not Wyckoff letters: letters depend on the origin spglib picks (1a and 1b swap).
+    """
     import spglib
 
     cell = (structure.lattice.matrix, structure.frac_coords, [site.specie.Z for site in structure])
     dataset = spglib.get_symmetry_dataset(cell, symprec=0.01)
-    letters = sorted(zip(cell[2], dataset.wyckoffs))
-    return structure.composition.reduced_formula, len(structure), dataset.number, tuple(letters)
+    orbits = np.bincount(dataset.equivalent_atoms, minlength=len(structure))
+    sizes = sorted((cell[2][i], int(orbits[i])) for i in np.flatnonzero(orbits))
+    return structure.composition.reduced_formula, len(structure), dataset.number, tuple(sizes)
 
 
 def _decorations(supercell: Structure, metals: tuple[str, str]) -> Iterator[Structure]:
@@ -106,7 +114,7 @@ def ordering_candidates(
 
     names = types or tuple(entry[0] for entry in BORIDE_TYPES)
     tags = {entry[0]: (entry[1], entry[4]) for entry in BORIDE_TYPES}
-    matcher = StructureMatcher(scale=True, attempt_supercell=False)
+    matcher = StructureMatcher(ltol=0.01, stol=0.01, angle_tol=0.1, scale=False, attempt_supercell=False)  # exact: same parent geometry
     candidates = []
     for name in names:
         parent = boride_parent(name)

@@ -31,6 +31,9 @@ from crystalgen.symmetry import standard_setting
 
 MERGE_DISTANCE = 0.5  # Å: atoms the projection brings closer than this have merged (wrong orbit)
 MAX_ITERATIONS = 20
+#: an atom the projection moves further than this was not near a G-symmetric position: the result
+#: would be another crystal, not the sample made symmetric
+MAX_DISPLACEMENT = 1.0  # Å
 CHECK_SYMPREC = 0.01  # Å: the projected crystal must show its group this tightly
 MODES = ("none", "project", "wyckoff", "project-or-wyckoff")
 #: a symmetric crystal whose shortest bond is below this fraction of the covalent-radius sum is
@@ -118,6 +121,8 @@ def project_onto_group(structure: Structure, number: int) -> Symmetrized:
         if np.abs(correction @ matrix).max() < 1e-6:
             break
     moved = float(np.linalg.norm(_wrap_delta(frac - start) @ matrix, axis=1).max())
+    if moved > MAX_DISPLACEMENT:
+        return Symmetrized(None, "project", None, moved, f"projection moved an atom {moved:.2f} Å (> {MAX_DISPLACEMENT} Å)")
     primitive_frac = (np.linalg.inv(to_primitive) @ frac[: len(structure)].T).T % 1.0
     projected = Structure(Lattice(to_primitive.T @ matrix), [site.specie for site in structure], primitive_frac)
     if len(projected) > 1:
