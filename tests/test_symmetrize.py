@@ -104,3 +104,31 @@ def test_incompatible_composition_falls_back_to_p1():
 def test_unknown_mode_is_refused():
     with pytest.raises(ValueError, match="symmetry mode"):
         symmetrize(Structure(Lattice.cubic(3), ["W"], [[0, 0, 0]]), 229, "magic")
+
+
+def test_a_model_trained_in_standard_cells_samples_the_requested_groups(tmp_path):
+    """End to end: standard-primitive training data, then every valid sample holds its requested group."""
+    from crystalgen.checkpoint import load_method
+    from crystalgen.sample import Condition, default_symmetry, sample_structures
+    from crystalgen.train import train
+
+    from model_helpers import tiny_config, write_tiny_dataset
+
+    dataset = write_tiny_dataset(tmp_path / "tiny.jsonl.gz", n_perov=24)
+    checkpoint = train(tiny_config(dataset, tmp_path / "run", max_steps=2, data__frame="standard-primitive"),
+                       progress=False, log=lambda _: None)
+    assert default_symmetry(load_method(checkpoint).config) == "project-or-wyckoff"
+    conditions = [Condition(formula="SrTiO3", spacegroup=g, formation_energy=-0.3) for g in (221, 99, 123, 25)]
+    samples = sample_structures(checkpoint, conditions, samples_per_condition=2, seed=4)
+    again = sample_structures(checkpoint, conditions, samples_per_condition=2, seed=4)
+    assert [s.structure for s in samples] == [s.structure for s in again]
+    valid = [s for s in samples if s.valid]
+    assert len(valid) >= 6
+    for sample in valid:
+        assert sample.symmetry in ("project", "wyckoff")
+        assert spacegroup_of(sample.pymatgen, 0.01) == sample.condition.spacegroup
+        assert validate_structure(sample.pymatgen) is None
+    raw = sample_structures(checkpoint, conditions, samples_per_condition=2, seed=4, symmetry="none")
+    assert all(s.symmetry == "none" for s in raw)
+    with pytest.raises(ValueError, match="symmetry must be one of"):
+        sample_structures(checkpoint, conditions[:1], symmetry="sideways")

@@ -174,3 +174,17 @@ def test_torchrun_two_processes_train_the_same_run(dataset, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "at step 4" in done.stdout
     assert load_checkpoint(tmp_path / "ddp" / "checkpoint.pt")["step"] == 6
+
+
+def test_init_from_starts_a_new_run_from_another_runs_weights(dataset, tmp_path):
+    first = train(tiny_config(dataset, tmp_path / "a", max_steps=2), progress=False, log=lambda _: None)
+    messages = []
+    second = train(tiny_config(dataset, tmp_path / "b", max_steps=1, init_from=str(first), optim__lr=1e-9),
+                   progress=False, log=messages.append)
+    assert any("initialised from" in m for m in messages)
+    start, after = load_checkpoint(first)["ema"], load_checkpoint(second)["model"]
+    for key, value in start.items():  # one step at lr 1e-9 leaves the warm-started weights in place
+        torch.testing.assert_close(after[key], value, rtol=0, atol=1e-6)
+    with pytest.raises(CheckpointError, match="another architecture"):
+        train(tiny_config(dataset, tmp_path / "c", init_from=str(first), model__model_channels=16), progress=False,
+              log=lambda _: None)
