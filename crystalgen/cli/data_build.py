@@ -12,6 +12,25 @@ from crystalgen.layout import MAX_SITES
 DEFAULT_WORK_DIR = Path(".crystalgen/work")
 
 
+def _run_chunked(command: str, build):
+    """Run ``build(on_chunk)`` under a chunk progress bar; known failures: one message, exit 1."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from crystalgen.potentials import PotentialSanityError
+
+    console = Console(stderr=True)
+    with Progress(TextColumn("[bold]relaxing chunks"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as bar:
+        task = bar.add_task("chunks", total=None)
+        try:
+            stats = build(lambda done, total: bar.update(task, completed=done, total=total))
+        except (PotentialSanityError, ValueError, RuntimeError) as exc:
+            typer.secho(f"{command} failed: {exc}", err=True, fg="red")
+            raise typer.Exit(1) from None
+    return stats, console
+
+
 @data_app.command("build-prototypes")
 def build_prototypes(
     output: Path = typer.Argument(..., help="dataset file to write (.jsonl or .jsonl.gz)"),
@@ -35,10 +54,7 @@ def build_prototypes(
 ) -> None:
     """Decorate AFLOW prototypes, relax them with an MLIP and write a polymorph dataset."""
     from pydantic import ValidationError
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from crystalgen.potentials import PotentialSanityError
     from crystalgen.prototypes import DEFAULT_SYSTEMS, BuildConfig, build_prototype_dataset
 
     if output.suffix not in {".jsonl", ".gz"}:
@@ -59,27 +75,8 @@ def build_prototypes(
         typer.secho(f"invalid --{option}: {error['msg']}", err=True, fg="red")
         raise typer.Exit(1) from None
 
-    console = Console(stderr=True)
-    with Progress(
-        TextColumn("[bold]relaxing prototype chunks"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    ) as bar:
-        task = bar.add_task("chunks", total=None)
-        try:
-            stats = build_prototype_dataset(
-                config,
-                output,
-                work_dir,
-                workers=workers,
-                partial=partial,
-                on_chunk=lambda done, total: bar.update(task, completed=done, total=total),
-            )
-        except (PotentialSanityError, ValueError, RuntimeError) as exc:
-            typer.secho(f"build-prototypes failed: {exc}", err=True, fg="red")
-            raise typer.Exit(1) from None
+    stats, console = _run_chunked("build-prototypes", lambda on_chunk: build_prototype_dataset(
+        config, output, work_dir, workers=workers, partial=partial, on_chunk=on_chunk))
     console.print(
         f"wrote {stats['records']} structures ({stats['formulas']} formulas) to {output}; "
         f"relaxed {stats['candidates_relaxed']}/{stats['candidates_total']} candidates "
@@ -109,12 +106,9 @@ def build_orderings(
 ) -> None:
     """Order two metals on the metal sites of boride structure types, relax, and add them to a dataset."""
     from pydantic import ValidationError
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from crystalgen.config import ConfigError, resolve_dataset
     from crystalgen.orderings import BORIDE_TYPES, build_ordering_dataset
-    from crystalgen.potentials import PotentialSanityError
     from crystalgen.prototypes import BuildConfig, parse_system
 
     def bad(option: str, message: str):
@@ -144,19 +138,9 @@ def build_orderings(
         error = exc.errors()[0]
         bad(str(error["loc"][0]).replace("_", "-"), error["msg"])
 
-    console = Console(stderr=True)
-    with Progress(TextColumn("[bold]relaxing ordering chunks"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console) as bar:
-        task = bar.add_task("chunks", total=None)
-        try:
-            stats = build_ordering_dataset(
-                base_path, output, work_dir, config, metals=pair, max_sites=max_sites,
-                types=tuple(type_) if type_ else None, workers=workers, partial=partial,
-                on_chunk=lambda done, total: bar.update(task, completed=done, total=total),
-            )
-        except (PotentialSanityError, ValueError, RuntimeError) as exc:
-            typer.secho(f"build-orderings failed: {exc}", err=True, fg="red")
-            raise typer.Exit(1) from None
+    stats, console = _run_chunked("build-orderings", lambda on_chunk: build_ordering_dataset(
+        base_path, output, work_dir, config, metals=pair, max_sites=max_sites, types=tuple(type_) if type_ else None,
+        workers=workers, partial=partial, on_chunk=on_chunk))
     console.print(
         f"wrote {stats['base_records'] + stats['orderings_kept']} structures to {output}: {stats['base_records']} from "
         f"{base_path.name} + {stats['orderings_kept']} orderings ({stats['orderings_already_in_base']} already in the base, "
