@@ -20,6 +20,7 @@ from crystalgen.models.unet import UNetConfig
 ASSETS = Path(__file__).parent / "assets"
 CONFIG_DIR = ASSETS / "configs"
 DATASET_DIR = ASSETS / "datasets"
+CHECKPOINT_DIR = ASSETS / "checkpoints"
 
 
 class ConfigError(ValueError):
@@ -36,6 +37,9 @@ class DataConfig(BaseModel):
     split_seed: int = 0
     max_train_records: int | None = Field(None, ge=1, description="cap on training structures (demo runs)")
     max_atoms: int = Field(MAX_SITES, ge=1, le=MAX_SITES)
+    frame: Literal["as-given", "standard-primitive"] = Field(
+        "as-given", description="cell each crystal is encoded in: as stored, or spglib's standard primitive cell of its "
+        "space group (one cell choice and origin per group; sampling then imposes the requested group)")
 
 
 class OptimConfig(BaseModel):
@@ -67,6 +71,9 @@ class TrainConfig(BaseModel):
     )
     device: str = Field("auto", description="auto, cpu, cuda (DDP uses cuda:LOCAL_RANK)")
     out_dir: Path = Field(Path("runs/crystalgen"), description="checkpoints and metrics go here")
+    init_from: Path | None = Field(
+        None, description="checkpoint (full or exported) whose weights start a new run: same architecture, any data "
+        "or method of the same network width; ignored when out_dir already holds a checkpoint to resume")
     checkpoint_every: int = Field(500, ge=1, description="steps between checkpoints (also written at the end)")
     val_every: int = Field(1000, ge=1, description="steps between validation match-rate runs")
     val_conditions: int = Field(64, ge=0, description="validation structures sampled per validation (0: off)")
@@ -112,7 +119,19 @@ def load_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
     except ValidationError as exc:
         raise ConfigError(f"{path}: invalid training config:\n{_describe(exc)}") from exc
     config.data.dataset = resolve_dataset(config.data.dataset, path.parent)
+    if config.init_from is not None:
+        config.init_from = resolve_checkpoint(config.init_from, path.parent)
     return config
+
+
+def resolve_checkpoint(checkpoint: Path, base: Path | None = None) -> Path:
+    """A checkpoint path as given, next to the config, or among the shipped checkpoints."""
+    candidates = [checkpoint] if checkpoint.is_absolute() else [Path.cwd() / checkpoint, *([base / checkpoint] if base else []),
+                                                              CHECKPOINT_DIR / checkpoint]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate.resolve()
+    raise ConfigError(f"init_from {checkpoint} not found (looked in: {', '.join(str(c.parent) for c in candidates)})")
 
 
 def resolve_dataset(dataset: Path, base: Path | None = None) -> Path:

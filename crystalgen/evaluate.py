@@ -152,8 +152,13 @@ def evaluate(
     batch_size: int = 256,
     serial: bool | None = None,
     log: Callable[[str], None] = print,
+    symmetry: str | None = None,
 ) -> EvaluationReport:
-    """Evaluate each checkpoint with each requested method it supports (all of its family by default)."""
+    """Evaluate each checkpoint with each requested method it supports (all of its family by default).
+
+    ``symmetry``: how samples get their requested space group (:data:`crystalgen.symmetrize.MODES`;
+    default: the checkpoint's, see :func:`crystalgen.sample.default_symmetry`).
+    """
     from crystalgen.metrics import match_rate
     from crystalgen.quality import sample_quality
 
@@ -173,7 +178,7 @@ def evaluate(
             for seed in seeds:
                 started = time.perf_counter()
                 samples = sample_structures(checkpoint, conditions, method=name, steps=steps, seed=seed,
-                                            device=device, batch_size=batch_size)
+                                            device=device, batch_size=batch_size, symmetry=symmetry)
                 seconds += time.perf_counter() - started
                 predicted = [s.pymatgen for s in samples]
                 everything += predicted

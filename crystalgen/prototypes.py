@@ -364,16 +364,25 @@ def _revalidated(row: dict[str, Any], validate: Callable[[Structure], str | None
 
 
 def assemble_records(
-    rows: Sequence[dict[str, Any]], meta: dict[str, Any], config: BuildConfig, symprec: float = 0.1
+    rows: Sequence[dict[str, Any]],
+    meta: dict[str, Any],
+    config: BuildConfig,
+    symprec: float = 0.1,
+    references: dict[str, float] | None = None,
+    source: str = "aflow-prototype+mlip",
 ) -> tuple[list[DatasetRecord], dict[str, Any]]:
-    """Formation energies, per-composition dedupe (lowest energy wins) and space groups."""
+    """Formation energies, per-composition dedupe (lowest energy wins) and space groups.
+
+    ``references`` (eV/atom per element, same potential and settings) replace the elemental
+    references found among ``rows``: a build that extends another dataset uses that one's.
+    """
     from pymatgen.analysis.structure_matcher import StructureMatcher
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
     from crystalgen.relax import validate_structure
 
     rows = [_revalidated(row, validate_structure) for row in rows]
-    refs = elemental_references(rows)
+    refs = dict(references) if references is not None else elemental_references(rows)
     good = [r for r in rows if not r["error"] and r["energy_per_atom"] is not None]
     by_comp: dict[str, list[tuple[dict[str, Any], Structure]]] = defaultdict(list)
     skipped_no_ref = 0
@@ -412,7 +421,7 @@ def assemble_records(
                     spacegroup=spg,
                     formation_energy_per_atom=round(float(e_form), 6),
                     energy_per_atom=round(float(row["energy_per_atom"]), 6),
-                    source="aflow-prototype+mlip",
+                    source=source,
                     provenance={
                         "potential": meta.get("potential"),
                         "potential_version": meta.get("potential_version"),

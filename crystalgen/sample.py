@@ -14,6 +14,8 @@ it). Properties that matter on a cluster:
 * **Invalid structures are kept, not hidden:** a sample that cannot be decoded, or has atoms
   closer than ``MIN_DISTANCE``, gets ``structure=None`` and a ``reason``; a decodable one keeps its
   cell in ``rejected_structure`` for :mod:`crystalgen.rescue`.
+* **The requested space group is imposed** (:mod:`crystalgen.symmetrize`) when the checkpoint was
+  trained on crystals in their standard primitive cells (``data.frame``), or when ``symmetry`` asks.
 """
 
 from __future__ import annotations
@@ -115,6 +117,8 @@ class GeneratedSample(BaseModel):
     rejected_structure: dict[str, Any] | None = None  # the decoded cell of a sample rejected for its geometry
     structure: dict[str, Any] | None = None
     reason: str = ""
+    symmetry: str = "none"  # how the requested group was imposed: none, project or wyckoff
+    symmetry_displacement: float | None = None  # projection: largest atom move, Å
 
     @property
     def key(self) -> tuple[str, int]:
@@ -183,6 +187,28 @@ def rejected_structure(coords_lattice: torch.Tensor, species: list[str]) -> dict
         return None
 
 
+def default_symmetry(config) -> str:
+    """A checkpoint trained in standard primitive cells gets its group imposed; older ones stay P1."""
+    return "project-or-wyckoff" if getattr(config.data, "frame", "as-given") == "standard-primitive" else "none"
+
+
+def _finish_sample(coords_lattice: torch.Tensor, condition: Condition, symmetry: str, seed: int) -> dict[str, Any]:
+    """Decode one sample and impose its space group: the GeneratedSample fields it determines."""
+    species = canonical_species(condition.formula)
+    structure, reason = check_structure(coords_lattice, species)
+    if structure is None:
+        return {"structure": None, "reason": reason, "rejected_structure": rejected_structure(coords_lattice, species)}
+    if symmetry == "none":
+        return {"structure": structure.as_dict(), "reason": ""}
+    from crystalgen.symmetrize import symmetrize
+
+    result = symmetrize(structure, condition.spacegroup, symmetry, seed=seed % 2**31)
+    fields = {"symmetry": result.method, "symmetry_displacement": result.displacement}
+    if result.structure is None:
+        return {**fields, "structure": None, "reason": f"space group {condition.spacegroup}: {result.reason}"}
+    return {**fields, "structure": result.structure.as_dict(), "reason": ""}
+
+
 def sample_structures(
     checkpoint: str | os.PathLike | None,
     conditions: Sequence[Condition | dict],
@@ -194,12 +220,14 @@ def sample_structures(
     out: str | os.PathLike | None = None,
     batch_size: int = 256,
     progress: Callable[[int, int], None] | None = None,
+    symmetry: str | None = None,
 ) -> list[GeneratedSample]:
     """Generate ``samples_per_condition`` structures for each condition.
 
     Returns every (condition, sample index) result in condition order, including invalid ones
     (``structure=None`` with ``reason``) and ones found in ``out`` from an earlier run.
-    ``progress(done, total)`` is called after each batch (rank-local counts).
+    ``progress(done, total)`` is called after each batch (rank-local counts). ``symmetry`` is a
+    :data:`crystalgen.symmetrize.MODES` entry (default: :func:`default_symmetry` of the checkpoint).
     """
     if samples_per_condition < 1:
         raise ValueError(f"samples_per_condition must be >= 1, got {samples_per_condition}")
@@ -210,6 +238,11 @@ def sample_structures(
     if device.type == "cuda" and device.index is None and dist.is_initialized():
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
     loaded = load_method(checkpoint or default_checkpoint(), method=method, device=device)
+    symmetry = symmetry or default_symmetry(loaded.config)
+    from crystalgen.symmetrize import MODES
+
+    if symmetry not in MODES:
+        raise ValueError(f"symmetry must be one of {', '.join(MODES)}, got {symmetry!r}")
     model = loaded.method
     n_steps = steps or loaded.config.method.inference_steps
     modification = model.task == "modification"
@@ -232,15 +265,11 @@ def sample_structures(
         generators = [torch.Generator().manual_seed(s) for s in seeds]
         with torch.inference_mode():
             x = model.sample(batch, steps=n_steps, generator=generators).cpu()
-        results = []
-        for i, (cond, (_, k)) in enumerate(zip(conds, chunk)):
-            structure, reason = check_structure(x[i], canonical_species(cond.formula))
-            rejected = rejected_structure(x[i], canonical_species(cond.formula)) if structure is None else None
-            results.append(GeneratedSample(
-                condition=cond, sample_index=k, seed=seeds[i], method=model.name, steps=n_steps,
-                checkpoint=str(loaded.path), structure=structure.as_dict() if structure else None, reason=reason,
-                rejected_structure=rejected,
-            ))
+        results = [
+            GeneratedSample(condition=cond, sample_index=k, seed=seeds[i], method=model.name, steps=n_steps,
+                            checkpoint=str(loaded.path), **_finish_sample(x[i], cond, symmetry, seeds[i]))
+            for i, (cond, (_, k)) in enumerate(zip(conds, chunk))
+        ]
         if part:
             _append(part, results)
         produced += results

@@ -153,6 +153,9 @@ def train(
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
 
     step, metrics = 0, []
+    if config.init_from and not (resume and ckpt_path.is_file()):
+        _warm_start(network, ema, Path(config.init_from), config)
+        say(f"weights initialised from {config.init_from}")
     if resume and ckpt_path.is_file():
         state = load_checkpoint(ckpt_path, map_location=device)
         _check_resumable(state, config, normalizer, ckpt_path)
@@ -290,6 +293,18 @@ def _check_resumable(state: dict, config: TrainConfig, normalizer: Normalizer, p
             f"{path}: the dataset's normalisation statistics differ from the checkpoint's "
             f"(different data or split?):\n  " + "\n  ".join(diffs[:5])
         )
+
+
+def _warm_start(network: torch.nn.Module, ema: EMA, path: Path, config: TrainConfig) -> None:
+    """Start from another run's (EMA) weights: fine-tuning on new data or a new frame costs fewer steps."""
+    state = load_checkpoint(path)
+    diffs = describe_mismatch({"model": state["config"].get("model")}, {"model": config.model_dump(mode="json")["model"]})
+    if diffs:
+        raise CheckpointError(f"init_from {path} has another architecture:\n  " + "\n  ".join(diffs))
+    weights = state.get("ema") or state["model"]
+    weights = {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}
+    network.load_state_dict(weights)
+    ema.shadow.load_state_dict(weights)
 
 
 def _save(path, config, normalizer, network, ema, optimizer, scheduler, scaler, step, epoch, metrics, info) -> None:

@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from pymatgen.core import Structure
 
 from crystalgen.data.dataset import DatasetRecord, read_dataset
 from crystalgen.data.splits import polymorph_groups, split_by_formula
 from crystalgen.layout import COORD_CHANNELS, MAX_SITES, N_ROWS
 from crystalgen.representation import RepresentationError, condition_batch, encode
+from crystalgen.symmetry import DEFAULT_SYMPREC, standard_primitive
 
 SPLITS = ("train", "val", "test")
 
@@ -57,13 +59,26 @@ class TrainingData:
         return getattr(self, name)
 
 
-def encode_records(records: Sequence[DatasetRecord], log: Callable[[str], None] = print) -> tuple[dict, list[DatasetRecord]]:
-    """Encode records; structures that cannot be represented are skipped with a count in the log."""
+def _in_frame(record: DatasetRecord, frame: str) -> tuple[Structure, int]:
+    if frame == "as-given":
+        return record.pymatgen, record.spacegroup
+    try:
+        return standard_primitive(record.pymatgen, DEFAULT_SYMPREC)
+    except ValueError as exc:
+        raise RepresentationError(f"{record.id}: {exc}") from exc
+
+
+def encode_records(
+    records: Sequence[DatasetRecord], log: Callable[[str], None] = print, frame: str = "as-given"
+) -> tuple[dict, list[DatasetRecord]]:
+    """Encode records (in ``frame``, see :class:`~crystalgen.config.DataConfig`); structures that
+    cannot be represented are skipped with a count in the log."""
     rows: dict[str, list] = {k: [] for k in ("coords_lattice", "atomic_numbers", "spacegroup_number", "formation_energy", "nsites")}
     kept, failures = [], {}
     for record in records:
         try:
-            enc = encode(record.pymatgen, record.formation_energy_per_atom, spacegroup=record.spacegroup, name=record.id)
+            structure, spacegroup = _in_frame(record, frame)
+            enc = encode(structure, record.formation_energy_per_atom, spacegroup=spacegroup, name=record.id)
         except RepresentationError as exc:
             failures[str(exc).split(": ", 1)[-1]] = failures.get(str(exc).split(": ", 1)[-1], 0) + 1
             continue
@@ -136,16 +151,16 @@ def load_training_data(data_config, modification: bool = False, log: Callable[[s
         if name not in splits:
             sets[name] = TensorSet(encode_records([], log)[0])
         elif modification:
-            sets[name] = _pair_set(parts[name], data_config.split_seed, log)
+            sets[name] = _pair_set(parts[name], data_config.split_seed, log, data_config.frame)
         else:
-            tensors, kept = encode_records(parts[name], log)
+            tensors, kept = encode_records(parts[name], log, data_config.frame)
             sets[name] = TensorSet(tensors, kept)
     log(", ".join(f"{n}: {len(sets[n])} {'pairs' if modification else 'structures'}" for n in SPLITS))
     return TrainingData(**sets, scalar_key="energy_diff" if modification else "formation_energy")
 
 
-def _pair_set(records, seed, log) -> TensorSet:
-    tensors, kept = encode_records(records, log)
+def _pair_set(records, seed, log, frame="as-given") -> TensorSet:
+    tensors, kept = encode_records(records, log, frame)
     index = {r.id: i for i, r in enumerate(kept)}
     pairs = [(a, b) for a, b in modification_pairs(kept, seed=seed) if a.id in index and b.id in index]
     init = torch.tensor([index[a.id] for a, _ in pairs], dtype=torch.long)

@@ -174,3 +174,37 @@ def test_torchrun_two_processes_train_the_same_run(dataset, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "at step 4" in done.stdout
     assert load_checkpoint(tmp_path / "ddp" / "checkpoint.pt")["step"] == 6
+
+
+def test_init_from_starts_a_new_run_from_another_runs_weights(dataset, tmp_path):
+    first = train(tiny_config(dataset, tmp_path / "a", max_steps=2), progress=False, log=lambda _: None)
+    messages = []
+    second = train(tiny_config(dataset, tmp_path / "b", max_steps=1, init_from=str(first), optim__lr=1e-9),
+                   progress=False, log=messages.append)
+    assert any("initialised from" in m for m in messages)
+    start, after = load_checkpoint(first)["ema"], load_checkpoint(second)["model"]
+    for key, value in start.items():  # one step at lr 1e-9 leaves the warm-started weights in place
+        torch.testing.assert_close(after[key], value, rtol=0, atol=1e-6)
+    with pytest.raises(CheckpointError, match="another architecture"):
+        train(tiny_config(dataset, tmp_path / "c", init_from=str(first), model__model_channels=16), progress=False,
+              log=lambda _: None)
+
+
+@pytest.mark.slow
+def test_paper_configuration_trains_a_few_steps_on_cpu(tmp_path):
+    """The shipped paper.yaml (~305 M parameters) as a user runs it: two CPU steps, a checkpoint that resumes.
+
+    About 6.3 GiB peak memory at batch 1 on the CPU (benchmarks/paper_model.py measures it per sample).
+    """
+    out = tmp_path / "paper"
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    cmd = [str(VENV_BIN / "crystalgen"), "train", "paper.yaml", "--no-progress", "--set", f"out_dir={out}",
+           "--set", "device=cpu", "--set", "optim.batch_size=2", "--set", "optim.warmup_steps=1",
+           "--set", "val_conditions=0", "--set", "data.max_train_records=16", "--set", "max_steps=2"]
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=3600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert state["step"] == 2 and state["config"]["model"]["num_res_blocks"] == 7
+    assert 2.9e8 < sum(v.numel() for v in state["model"].values()) < 3.2e8
+    done = subprocess.run([*cmd[:-1], "max_steps=3"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=3600)
+    assert done.returncode == 0 and "at step 2" in done.stdout, done.stderr[-3000:]

@@ -70,6 +70,9 @@ def sample_command(
     seed: int = typer.Option(0),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 (default: cuda if available)"),
     batch_size: int = typer.Option(256, min=1),
+    symmetry: Optional[str] = typer.Option(
+        None, help="impose the requested space group: none, project, wyckoff or project-or-wyckoff "
+        "(default: project-or-wyckoff for checkpoints trained in standard primitive cells, else none)"),
 ) -> None:
     """Generate structures for conditions; works under torchrun (conditions are sharded)."""
     from pydantic import ValidationError
@@ -102,7 +105,7 @@ def sample_command(
         with Progress(transient=True, disable=not info.is_main) as bar:
             task = bar.add_task("sampling", total=None)
             samples = sample_structures(checkpoint, conds, method=method, steps=steps, samples_per_condition=n, seed=seed,
-                                        device=device, out=out, batch_size=batch_size,
+                                        device=device, out=out, batch_size=batch_size, symmetry=symmetry,
                                         progress=lambda done, total: bar.update(task, completed=done, total=total))
     except ValidationError as exc:
         fail("sample: invalid condition: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
@@ -126,6 +129,7 @@ def evaluate_command(
     max_conditions: Optional[int] = typer.Option(None, min=1, help="evaluate only the first N held-out conditions"),
     device: Optional[str] = typer.Option(None),
     out: Path = typer.Option(Path("evaluation"), help="folder for evaluation.md and evaluation.json"),
+    symmetry: Optional[str] = typer.Option(None, help="space-group imposition of the samples (see `crystalgen sample`)"),
 ) -> None:
     """Match rate per method on a held-out split, with validity, uniqueness and novelty against the
     checkpoint's training split, as a Markdown + JSON report."""
@@ -146,7 +150,7 @@ def evaluate_command(
             for m in method_list:
                 method_spec(m)
         report = evaluate(checkpoint, dataset, split=split, methods=method_list, steps=steps, seeds=seed_list,
-                          max_conditions=max_conditions, device=device)
+                          max_conditions=max_conditions, device=device, symmetry=symmetry)
     except (ConfigError, CheckpointError, DatasetFormatError, ValueError, OSError) as exc:
         fail(f"evaluate: {exc}")
     md, js = report.write(out)
