@@ -137,6 +137,14 @@ class ReferenceSpec(_Strict):
     )
 
 
+class SubstitutionSpec(_Strict):
+    """Where the ``substitution`` generator takes its parent structures from."""
+
+    sources: list[str] = Field(["references", "prototypes"], min_length=1, description="'references' (the campaign's "
+                               "reference phases), 'prototypes' (the shipped prototype dataset) or a folder of CIF files")
+    match_spacegroup: bool = Field(True, description="keep only substituted crystals in the condition's space group")
+
+
 SpaceGroup = Annotated[int, Field(ge=1, le=230)]
 
 
@@ -154,12 +162,18 @@ class Campaign(_Strict):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     model: ModelSpec = ModelSpec()
+    generator: list[str] = Field(["model"], min_length=1, description="who makes the candidates: model, "
+                                 "random-symmetric, substitution (several: each makes samples_per_condition per condition)")
+    substitution: SubstitutionSpec = SubstitutionSpec()
+    rescue: bool = Field(True, description="repair near-miss samples (atoms too close, cell too small) before "
+                         "pre-relaxation; recorded in the candidate (rescue) and counted apart in the funnel")
     compositions: list[str] = Field(min_length=1)
     spacegroups: list[SpaceGroup] = Field(min_length=1)
     energy_grid: list[EnergyScheme] = Field(min_length=1)
-    incompatible_spacegroups: Literal["error", "skip"] = Field(
+    incompatible_spacegroups: Literal["error", "skip", "record"] = Field(
         "error", description="a composition the Wyckoff positions of a requested group cannot hold: refuse the "
-        "campaign (error) or leave that pair out of the grid (skip)")
+        "campaign (error), leave that pair out of the grid (skip), or keep it and record its candidates as failed "
+        "at generation with the reason (record)")
     samples_per_condition: int = Field(1, ge=1, le=MAX_COUNT)
     stability_window: float = Field(0.1, ge=0, le=10, description="eV/atom above the hull still counted as stable "
                                     "(within the window) in the funnel, besides e_above_hull <= 0")
@@ -175,6 +189,19 @@ class Campaign(_Strict):
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, dict) else value
+
+    @field_validator("generator", mode="before")
+    @classmethod
+    def _generators(cls, value: Any) -> Any:
+        value = [value] if isinstance(value, str) else value
+        if isinstance(value, list):
+            from crystalgen.generators import check_generator
+
+            for name in value:
+                check_generator(str(name))
+            if len(set(value)) != len(value):
+                raise ValueError("a generator is listed twice")
+        return value
 
     @field_validator("compositions")
     @classmethod
@@ -196,7 +223,7 @@ class Campaign(_Strict):
         if len(set(self.spacegroups)) != len(self.spacegroups):
             raise ValueError("spacegroups: a space group is listed twice")
         candidates = (len(self.compositions) * len(self.spacegroups) * sum(s.count for s in self.energy_grid)
-                      * self.samples_per_condition)
+                      * self.samples_per_condition * len(self.generator))
         if candidates > MAX_CANDIDATES:
             raise ValueError(f"the grid asks for up to {candidates:,} candidates; at most {MAX_CANDIDATES:,} per campaign")
         return self
@@ -211,6 +238,21 @@ class Campaign(_Strict):
             excluded = incompatible_pairs(self)
         return ConditionGrid(compositions=self.compositions, spacegroups=self.spacegroups,
                              energy_grid=self.energy_grid, excluded=excluded)
+
+    @property
+    def unfit_pairs(self) -> list[tuple[str, int]]:
+        """With ``incompatible_spacegroups: record``, the (composition, group) pairs recorded as failed."""
+        if self.incompatible_spacegroups != "record":
+            return []
+        from flows.preflight import incompatible_pairs
+
+        return incompatible_pairs(self)
+
+    @property
+    def substitution_sources(self) -> list[str]:
+        """``substitution.sources`` with folders as absolute paths (jobs run elsewhere)."""
+        return [s if s in {"references", "prototypes"} else str(self.resolve_path(s).resolve())
+                for s in self.substitution.sources]
 
     def resolve_path(self, path: str) -> Path:
         candidate = Path(path).expanduser()
@@ -262,6 +304,6 @@ def load_campaign(path: str | Path, check_checkpoint: bool = True) -> Campaign:
     except YamlInputError as exc:
         raise CampaignError(str(exc)) from None
     campaign = parse_campaign(data, base_dir=path.resolve().parent)
-    if check_checkpoint:
+    if check_checkpoint and "model" in campaign.generator:
         campaign.checkpoint_path()
     return campaign

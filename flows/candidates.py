@@ -36,8 +36,9 @@ IMMUTABLE = {"schema_version", "candidate_id", "campaign", "condition", "sample_
              "generator", "model", "formula", "chemsys", "stage", "history", "updated_at"}
 
 
-def candidate_id(campaign: str, condition: dict[str, Any], sample_index: int, seed: int) -> str:
-    """Deterministic id: the same campaign, condition, sample index and seed always give the same id."""
+def candidate_id(campaign: str, condition: dict[str, Any], sample_index: int, seed: int, generator: str = "model") -> str:
+    """Deterministic id: the same campaign, condition, sample index, seed and generator always give the same
+    id (the model's ids leave the generator out: they are the ids campaigns had before baselines existed)."""
     from crystalgen.sample import condition_key  # torch: only where ids are made
 
     _formula, spacegroup, energy = condition_key(condition["formula"], condition["spacegroup"],
@@ -46,6 +47,8 @@ def candidate_id(campaign: str, condition: dict[str, Any], sample_index: int, se
         raise ValueError(f"condition {condition} has a non-finite formation energy")
     key = {"campaign": campaign, "formula": condition["formula"], "spacegroup": spacegroup, "formation_energy": energy,
            "scheme": condition.get("scheme"), "sample_index": int(sample_index), "seed": int(seed)}
+    if generator != "model":
+        key["generator"] = generator
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -70,7 +73,10 @@ def insert_generated(coll: Collection, docs: Iterable[CandidateDoc]) -> int:
     """Insert new candidates; ids already present are left untouched. Returns how many were new."""
     ops = []
     for doc in docs:
-        event = HistoryEvent(stage=doc.stage, at=doc.updated_at, **({"error": doc.error} if doc.error else {}))
+        extras = {"error": doc.error} if doc.error else {}
+        if doc.rescue:
+            extras["rescue"] = doc.rescue
+        event = HistoryEvent(stage=doc.stage, at=doc.updated_at, **extras)
         stored = doc.model_copy(update={"history": [event]})
         ops.append(UpdateOne({"candidate_id": doc.candidate_id}, {"$setOnInsert": stored.model_dump()}, upsert=True))
     return coll.bulk_write(ops, ordered=False).upserted_count if ops else 0

@@ -48,7 +48,7 @@ def plan_rows(campaign: Campaign, grid) -> list[tuple[str, str, str, str]]:
     from flows.conditions import count_conditions
     from flows.stages import Stage
 
-    n_candidates = count_conditions(grid) * campaign.samples_per_condition
+    n_candidates = count_conditions(grid) * campaign.samples_per_condition * len(campaign.generator)
     n_chunks = math.ceil(n_candidates / campaign.prerelax.chunk_size)
     relax_jobs = n_candidates if campaign.prerelax.max_selected is None else min(n_candidates, campaign.prerelax.max_selected)
     vasp = campaign.relax.engine == "vasp"
@@ -95,7 +95,9 @@ def plan(file: Path = typer.Argument(..., help="campaign YAML file")) -> None:
         f"{len(campaign.compositions)} compositions ({', '.join(campaign.compositions)}) x {len(campaign.spacegroups)} "
         f"space groups{skipped} x {sum(s.count for s in campaign.energy_grid)} energies ({len(campaign.energy_grid)} "
         f"schemes) = {grid_size(grid):,} grid points, {n_conditions:,} distinct conditions "
-        f"x {campaign.samples_per_condition} samples = {n_conditions * campaign.samples_per_condition:,} candidates"
+        f"x {campaign.samples_per_condition} samples x {len(campaign.generator)} generator(s) "
+        f"({', '.join(campaign.generator)}) = "
+        f"{n_conditions * campaign.samples_per_condition * len(campaign.generator):,} candidates"
     )
     stages = Table(title="jobs per stage (upper bounds; requested resources, not measured cost)")
     for column in ("stage", "jobs", "per job", "requested"):

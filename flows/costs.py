@@ -33,7 +33,7 @@ class Meter:
 
 
 @contextmanager
-def measured(campaign: str, stage, job: str, candidate_ids: Iterable[str] = ()) -> Iterator[Meter]:
+def measured(campaign: str, stage, job: str, candidate_ids: Iterable[str] = (), generator: str | None = None) -> Iterator[Meter]:
     """Record the block's cost in ``costs`` when it finishes (also when it raises: that time was spent)."""
     from flows.candidates import database
 
@@ -43,7 +43,7 @@ def measured(campaign: str, stage, job: str, candidate_ids: Iterable[str] = ()) 
     finally:
         doc = CostDoc(campaign=campaign, stage=getattr(stage, "value", stage), job=job, candidate_ids=list(candidate_ids),
                       wall_s=time.perf_counter() - wall, cpu_s=time.process_time() - cpu, science_s=meter.science_s,
-                      device=meter.device)
+                      device=meter.device, **({"generator": generator} if generator else {}))
         database()[COLLECTION].insert_one(doc.model_dump())
 
 

@@ -17,6 +17,8 @@ from typing import Any
 
 from flows.schemas import CandidateState
 
+#: e_above_hull (eV/atom) still counted as stable within the window, unless the campaign says otherwise
+DEFAULT_WINDOW = 0.1
 STEPS = ("generated", "valid", "rescued", "prerelaxed", "converged", "relaxed", "unique", "novel", "stable",
          "within_window", "sun", "sun_within_window")
 BREAKDOWNS = {"generator": ("generator",), "method": ("model", "method"), "composition": ("condition", "formula"),
@@ -64,7 +66,7 @@ def _costs(db, campaign: str) -> tuple[dict[str, dict[str, float]], dict[str, fl
     return per_candidate, per_generator
 
 
-def campaign_funnel(db, campaign: str, window: float = 0.1, docs: Iterable[dict] | None = None) -> dict[str, Any]:
+def campaign_funnel(db, campaign: str, window: float = DEFAULT_WINDOW, docs: Iterable[dict] | None = None) -> dict[str, Any]:
     """``{"overall": row, "by": {breakdown: {value: row}}}``; a row has every step's count, the S.U.N.
     rate per generated candidate and the seconds per stage and per S.U.N. candidate."""
     per_candidate, generate_s = _costs(db, campaign)
@@ -132,3 +134,27 @@ def markdown(funnel: dict[str, Any]) -> list[str]:
         if len(funnel["by"][name]) > 1:
             lines += ["", f"By {name}:", "", *markdown_table(funnel["by"][name], name, window)]
     return lines
+
+
+def campaign_window(db, campaign: str) -> float:
+    """The stability window the campaign was run with (its recorded file), else the default."""
+    from flows.campaign_store import read_campaign
+
+    doc = read_campaign(db, campaign)
+    return float((doc.campaign if doc else {}).get("stability_window", DEFAULT_WINDOW))
+
+
+def rich_table(funnel: dict[str, Any]):
+    """The funnel as a rich table, one column per generator (narrow terminals: steps run down the rows)."""
+    from rich.table import Table
+
+    window = funnel["window"]
+    rows = {"all": funnel["overall"], **funnel["by"]["generator"]}
+    table = Table(title=f"discovery funnel (window {window:g} eV/atom)")
+    table.add_column("step")
+    for name in rows:
+        table.add_column(str(name), justify="right")
+    for key, title in COLUMNS:
+        table.add_row(title.replace("window", f"{window:g}"), *(str(row[key]) for row in rows.values()))
+    table.add_row("S.U.N. rate", *(f"{100 * row['sun_rate']:.1f} %" for row in rows.values()))
+    return table

@@ -3,36 +3,20 @@
 Each check raises :class:`~flows.campaign.CampaignError` naming the field and the value: the model can
 represent every composition, the checkpoint loads (and the method override is one it supports), every
 composition fits every requested space group (Wyckoff multiplicities), the potentials resolve
-offline, the INCAR keys are ones VASP knows, and the reference file covers the campaign's elements.
+offline, the substitution generator's CIF folders hold structures, the INCAR keys are ones VASP knows, and the reference file covers the campaign's elements.
 Nothing here runs a model or touches the database.
 """
 
 from __future__ import annotations
 
 import warnings
-from functools import cache
 from pathlib import Path
 
 from pydantic import ValidationError
 from pymatgen.core import Composition
 
+from crystalgen.wyckoff import fits_spacegroup
 from flows.campaign import Campaign, CampaignError
-
-#: lattice points per conventional cell, by the centring letter of the Hermann-Mauguin symbol
-CENTRING_POINTS = {"P": 1, "A": 2, "B": 2, "C": 2, "I": 2, "R": 3, "F": 4}
-
-
-@cache
-def fits_spacegroup(formula: str, spacegroup: int) -> bool:
-    """Whether the cell ``formula`` can sit on Wyckoff positions of ``spacegroup``, read as the primitive
-    cell (the conventional cell then holds one copy per lattice point) or as the conventional cell."""
-    from pyxtal.symmetry import Group
-
-    group = Group(spacegroup)
-    counts = [int(round(n)) for n in Composition(formula).values()]
-    points = CENTRING_POINTS[group.symbol[0]]
-    return bool(group.check_compatible(counts)[0] or group.check_compatible([n * points for n in counts])[0])
-
 
 def incompatible_pairs(campaign: Campaign) -> list[tuple[str, int]]:
     """(composition, space group) pairs of the grid whose Wyckoff positions cannot hold the composition."""
@@ -45,7 +29,8 @@ def check_spacegroups(campaign: Campaign) -> None:
         shown = ", ".join(f"{f} in {g}" for f, g in pairs[:8]) + (f" and {len(pairs) - 8} more" if len(pairs) > 8 else "")
         raise CampaignError(
             f"spacegroups: the Wyckoff positions of a requested group cannot hold the composition ({shown}); "
-            "remove those groups, or set incompatible_spacegroups: skip to leave these pairs out of the grid")
+            "remove those groups, or set incompatible_spacegroups: skip (leave these pairs out of the grid) or record "
+            "(keep them; their candidates are recorded as failed at generation)")
     if len(pairs) == len(campaign.compositions) * len(campaign.spacegroups):
         raise CampaignError("spacegroups: no requested space group can hold any composition; nothing to generate")
 
@@ -138,10 +123,25 @@ def check_references(campaign: Campaign) -> None:
         raise CampaignError(str(exc)) from None
 
 
+def check_substitution(campaign: Campaign) -> None:
+    """The ``substitution`` generator's CIF folders must exist and hold readable CIF files."""
+    if "substitution" not in campaign.generator:
+        return
+    from crystalgen.known import KnownStructuresError, cif_structures
+
+    for i, source in enumerate(campaign.substitution_sources):
+        if source not in {"references", "prototypes"}:
+            try:
+                cif_structures(source)
+            except KnownStructuresError as exc:
+                raise CampaignError(f"substitution.sources.{i}: {exc}") from None
+
+
 def preflight(campaign: Campaign, checkpoint: bool = True) -> None:
     """Every check above (``checkpoint=False``: no model is sampled, e.g. given structures); the first
     problem found is raised."""
-    for check in (check_model_inputs, check_spacegroups, check_potentials, check_incar, check_references):
+    for check in (check_model_inputs, check_spacegroups, check_potentials, check_incar, check_references,
+                  check_substitution):
         check(campaign)
-    if checkpoint:
+    if checkpoint and "model" in campaign.generator:
         check_checkpoint(campaign)

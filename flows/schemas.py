@@ -58,11 +58,13 @@ class ConditionRecord(_Record):
 
 
 class ModelRecord(_Record):
-    """What produced the structure: a checkpoint (or ``explicit-structures``) with its sampling settings."""
+    """What produced the structure: a checkpoint (or ``explicit-structures``) with its sampling settings,
+    or for a baseline generator what it built the structure from."""
 
-    checkpoint: str = Field(description="checkpoint file, or explicit-structures")
-    method: str | None = Field(None, description="sampling method (ddpm, ddim, cfm-n, ...)")
+    checkpoint: str = Field(description="checkpoint file, explicit-structures, or '' (baseline generators)")
+    method: str | None = Field(None, description="sampling method (ddpm, ddim, cfm-n, ...) or the generator")
     steps: int | None = Field(None, description="sampling steps")
+    origin: str | None = Field(None, description="baseline generators: the parent structure or tool and how it was used")
 
 
 class PrerelaxRecord(_Record):

@@ -16,6 +16,7 @@ class CampaignStatus:
     fireworks: dict[str, dict[str, int]]  # stage -> state -> count (``untagged``: not a crystalgen job)
     candidates: dict[str, int]  # candidate stage -> count
     lost_fw_ids: list[int] = field(default_factory=list)
+    funnel: dict = field(default_factory=dict)  # flows.funnel.campaign_funnel
 
     @property
     def total_fireworks(self) -> int:
@@ -28,6 +29,7 @@ class CampaignStatus:
 def campaign_status(lpad, campaign: str, lost_after_s: float = 4 * 3600, candidates_coll=None) -> CampaignStatus:
     """Fireworks per stage and state, candidates per stage, and lost runs of ``campaign``."""
     from flows import candidates
+    from flows.funnel import campaign_funnel, campaign_window
 
     rows = lpad.fireworks.aggregate([
         {"$match": {f"spec.{CAMPAIGN_KEY}": campaign}},
@@ -42,11 +44,13 @@ def campaign_status(lpad, campaign: str, lost_after_s: float = 4 * 3600, candida
     _, lost, _ = lpad.detect_lostruns(expiration_secs=lost_after_s, query={f"spec.{CAMPAIGN_KEY}": campaign})
     workflows = lpad.workflows.count_documents({f"metadata.{CAMPAIGN_KEY}": campaign, "state": {"$ne": "ARCHIVED"}})
     coll = candidates_coll if candidates_coll is not None else candidates.collection()
-    return CampaignStatus(campaign, workflows, fireworks, candidates.count_by_stage(coll, campaign), sorted(set(lost)))
+    funnel = campaign_funnel(coll.database, campaign, window=campaign_window(coll.database, campaign))
+    return CampaignStatus(campaign, workflows, fireworks, candidates.count_by_stage(coll, campaign), sorted(set(lost)),
+                          funnel)
 
 
 def status_tables(status: CampaignStatus):
-    """Two rich tables: fireworks (stage x state) and candidates per stage."""
+    """Rich tables: fireworks (stage x state), candidates per stage, and the discovery funnel per generator."""
     from rich.table import Table
 
     states = [s for s in FW_STATES if any(s in by_state for by_state in status.fireworks.values())]
@@ -62,4 +66,8 @@ def status_tables(status: CampaignStatus):
     cand_table.add_column("count", justify="right")
     for stage, count in status.candidates.items():
         cand_table.add_row(stage, str(count))
-    return fw_table, cand_table
+    if not status.funnel:
+        return fw_table, cand_table
+    from flows.funnel import rich_table
+
+    return fw_table, cand_table, rich_table(status.funnel)

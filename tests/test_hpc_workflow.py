@@ -291,6 +291,10 @@ def test_gpu_and_cpu_workers_run_their_own_stages(cluster, settings):
     summary = json.loads(status.stdout)
     assert summary["fireworks"]["relax"] == {"COMPLETED": 3}
     assert summary["candidates"]["hull"] == 3 and summary["lost_fw_ids"] == []
+    funnel = summary["funnel"]["overall"]
+    assert funnel["generated"] == funnel["relaxed"] == 3 and summary["funnel"]["window"] == 0.1
+    tables = _cli("campaign", "status", CAMPAIGN)
+    assert tables.returncode == 0 and "discovery funnel" in tables.stdout and "S.U.N. rate" in tables.stdout, tables.stdout
 
     again = _cli("campaign", "status", "no-such-campaign")
     assert again.returncode == 1 and "no campaign 'no-such-campaign'" in again.stderr

@@ -57,12 +57,15 @@ def stage_makers(campaign: Campaign, manager_configs: dict[str, dict] | None = N
         return {"campaign": campaign.name, "manager_config": dict((manager_configs or {}).get(stage.value, {}))}
 
     source = reference_source(campaign)
+    sampled = "model" in campaign.generator and structures is None
+    checkpoint = str(campaign.checkpoint_path()) if sampled else None
     prerelax_mlip, relax_mlip = mlip_settings(campaign)
     mlip = campaign.relax.engine == "mlip"
     incar = campaign.relax.incar_settings
     hull = HullMaker(engine=campaign.relax.engine, references=source, mlip=relax_mlip if mlip else None,
                      incar=None if mlip else incar, recompute=campaign.references.recompute,
-                     compatibility=campaign.references.compatibility, **common(Stage.HULL))
+                     compatibility=campaign.references.compatibility, novelty_checkpoint=checkpoint,
+                     **common(Stage.HULL))
     if mlip:
         relax = MlipRelaxMaker(mlip=relax_mlip, **common(Stage.RELAX))
     else:
@@ -74,9 +77,11 @@ def stage_makers(campaign: Campaign, manager_configs: dict[str, dict] | None = N
     chunk = PrerelaxChunkMaker(mlip=prerelax_mlip, references=source, **common(Stage.PRERELAX))
     prerelax = PrerelaxMaker(chunk_size=spec.chunk_size, chunk=chunk, select=select, **common(Stage.PRERELAX))
     generate = GenerateMaker(grid=campaign.grid, samples_per_condition=campaign.samples_per_condition, seed=campaign.seed,
-                             checkpoint=None if structures is not None else str(campaign.checkpoint_path()),
-                             method=campaign.model.method, steps=campaign.model.steps,
-                             gpus=campaign.resources.generate.gpus, structures=structures, **common(Stage.GENERATE))
+                             generators=list(campaign.generator), checkpoint=checkpoint, method=campaign.model.method,
+                             steps=campaign.model.steps, gpus=campaign.resources.generate.gpus, structures=structures,
+                             sources=campaign.substitution_sources, match_spacegroup=campaign.substitution.match_spacegroup,
+                             references=source, rescue=campaign.rescue, unfit=campaign.unfit_pairs,
+                             **common(Stage.GENERATE))
     references = ReferencesMaker(references=source, mlip=prerelax_mlip, compositions=list(campaign.compositions),
                                  **common(Stage.REFERENCES))
     return StageMakers(references, generate, prerelax, select, relax, hull)

@@ -24,7 +24,8 @@ class HullMaker(StageMaker):
     The references' energies come from the candidates' own source: ``engine: mlip`` relaxes them
     with the stand-in's ``mlip`` settings; ``vasp`` uses the campaign's VASP relaxations of them
     (``recompute``) or the energies stored with them, which must then match or be accepted under
-    ``compatibility``.
+    ``compatibility``. Each candidate is also marked ``novel`` unless it matches a relaxed reference
+    phase or a structure of ``novelty_checkpoint``'s training set (``matches`` names it).
     """
 
     stage = Stage.HULL
@@ -35,9 +36,17 @@ class HullMaker(StageMaker):
     incar: dict[str, Any] | None = None
     recompute: bool = True
     compatibility: str | None = None
+    novelty_checkpoint: str | None = None
 
     def make(self, relax_outputs=None):
         return self.tag(self.rank(relax_outputs))
+
+    def novelty_index(self, refs: ReferenceSet):
+        """Known structures a novel candidate must not match (reference phases first)."""
+        from crystalgen.novelty import NoveltyIndex
+        from flows.known_sources import novelty_structures
+
+        return NoveltyIndex(novelty_structures(refs, self.novelty_checkpoint))
 
     def reference_set(self, db, progress: bool = True) -> ReferenceSet:
         if self.engine == "mlip":
@@ -64,13 +73,20 @@ class HullMaker(StageMaker):
         results = e_above_hull([(d.candidate_id, d.formula, d.relax.energy_per_atom) for d in docs], refs)
         twins = relaxed_duplicates([(d.candidate_id, Structure.from_dict(d.structure)) for d in docs],
                                    {cid: r.e_above_hull for cid, r in results.items()})
+        novelty = self.novelty_index(refs)
+        novel = set()
         for doc in docs:
             res = results[doc.candidate_id]
+            known = novelty.match(Structure.from_dict(doc.structure))
+            if known is None:
+                novel.add(doc.candidate_id)
             record = HullRecord(decomposition=res.decomposition, below_hull=res.below_hull, chemsys=res.chemsys,
                                 reference_source=refs.label, energy_source=refs.energy_source, warnings=warnings,
                                 duplicate_of=twins.get(doc.candidate_id))
             cands.set_stage(coll, doc.candidate_id, CandidateState.RANKED,
-                            {"e_above_hull": res.e_above_hull, "hull": record}, e_above_hull=res.e_above_hull)
+                            {"e_above_hull": res.e_above_hull, "hull": record, "novel": known is None, "matches": known},
+                            e_above_hull=res.e_above_hull)
         unique = [cid for cid in results if cid not in twins]
         return {"ranked": len(unique), "duplicates": len(twins), "below_hull": sum(results[c].below_hull for c in unique),
+                "novel": sum(c in novel for c in unique),
                 "reference_source": refs.label, "warnings": warnings}
