@@ -23,8 +23,10 @@ STEPS = ("generated", "valid", "rescued", "prerelaxed", "converged", "relaxed", 
          "within_window", "sun", "sun_within_window")
 BREAKDOWNS = {"generator": ("generator",), "method": ("model", "method"), "composition": ("condition", "formula"),
               "spacegroup": ("condition", "spacegroup"), "scheme": ("condition", "scheme")}
-FIELDS = {"candidate_id": 1, "stage": 1, "error": 1, "generator": 1, "model": 1, "condition": 1, "rescue": 1,
-          "prerelax": 1, "relax": 1, "hull": 1, "e_above_hull": 1, "novel": 1}
+#: only what the steps and breakdowns read (a campaign of 10^5 candidates is read in full)
+FIELDS = {"_id": 0, "candidate_id": 1, "stage": 1, "error": 1, "generator": 1, "model.method": 1, "condition.formula": 1,
+          "condition.spacegroup": 1, "condition.scheme": 1, "rescue": 1, "prerelax.converged": 1,
+          "relax.energy_per_atom": 1, "hull.duplicate_of": 1, "e_above_hull": 1, "novel": 1}
 TOLERANCE = 1e-6  # eV/atom, as the hull stage's below-hull flag
 
 
@@ -39,7 +41,7 @@ def steps_of(doc: dict[str, Any], window: float) -> dict[str, bool]:
     stable = unique and e_hull is not None and e_hull <= TOLERANCE
     within = unique and e_hull is not None and e_hull <= window + TOLERANCE
     return {"generated": True, "valid": not failed_at_generation, "rescued": bool(doc.get("rescue")),
-            "prerelaxed": bool(prerelax), "converged": bool(prerelax.get("converged")),
+            "prerelaxed": "converged" in prerelax, "converged": bool(prerelax.get("converged")),
             "relaxed": relax.get("energy_per_atom") is not None, "unique": unique, "novel": novel, "stable": stable,
             "within_window": within, "sun": novel and stable, "sun_within_window": novel and within}
 
