@@ -194,7 +194,8 @@ class CandidateQuery:
 
     ``stages=None``: any state. ``duplicates``: ``False`` leaves out ranked candidates whose relaxed
     structure repeats a better one (``hull.duplicate_of``), ``True`` keeps only those, ``None`` does
-    not look. ``below_hull`` implies ``e_above_hull <= 0`` so the ``(campaign, e_above_hull)`` index
+    not look. ``novel`` / ``generator`` select on the hull stage's novelty and on who made the candidate.
+    ``below_hull`` implies ``e_above_hull <= 0`` so the ``(campaign, e_above_hull)`` index
     serves it.
     """
 
@@ -205,6 +206,8 @@ class CandidateQuery:
     formula: str | None = None
     spacegroup: int | None = None
     duplicates: bool | None = False
+    novel: bool | None = None
+    generator: str | None = None
 
     SORT = (("e_above_hull", ASCENDING), ("candidate_id", ASCENDING))
 
@@ -227,6 +230,10 @@ class CandidateQuery:
             filt["condition.spacegroup"] = int(self.spacegroup)
         if self.duplicates is not None:
             filt["hull.duplicate_of"] = {"$ne": None} if self.duplicates else None
+        if self.novel is not None:
+            filt["novel"] = self.novel
+        if self.generator is not None:
+            filt["generator"] = self.generator
         return filt
 
     def hint(self) -> list[tuple[str, int]]:
@@ -262,6 +269,9 @@ def summary(doc: dict[str, Any]) -> dict[str, Any]:
         "below_hull": hull.get("below_hull"),
         "energy_per_atom": relax.get("energy_per_atom"),
         "engine": relax.get("engine"),
+        "generator": doc.get("generator", "model"),
+        "novel": doc.get("novel"),
+        "matches": doc.get("matches"),
         "is_dft": relax.get("is_dft"),
         "prerelax_e_above_hull": prerelax.get("e_above_hull"),
         "duplicate_of": hull.get("duplicate_of"),

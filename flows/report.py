@@ -19,7 +19,8 @@ from flows.campaign import Campaign
 from flows.candidates import CandidateQuery
 from flows.schemas import CandidateState
 
-RANKED_FIELDS = {"candidate_id": 1, "formula": 1, "condition": 1, "e_above_hull": 1, "hull": 1, "relax": 1, "prerelax": 1}
+RANKED_FIELDS = {"candidate_id": 1, "formula": 1, "condition": 1, "e_above_hull": 1, "hull": 1, "relax": 1, "prerelax": 1,
+                 "generator": 1, "novel": 1, "matches": 1}
 
 
 def ranked(coll, campaign: str, limit: int = 20) -> list[dict[str, Any]]:
@@ -91,13 +92,14 @@ def markdown(report: dict[str, Any]) -> str:
               "## Candidates per stage", "", "| stage | count |", "|---|---|"]
     lines += [f"| {stage} | {n} |" for stage, n in report["counts"].items()]
     lines += ["", "## Lowest energy above hull", "",
-              "| rank | composition | spg | E_target (eV/atom) | e_above_hull (eV/atom) | below hull | MLIP e_hull | candidate "
-              "| same structure from |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "| rank | composition | spg | E_target (eV/atom) | e_above_hull (eV/atom) | below hull | MLIP e_hull | generator "
+              "| known as | candidate | same structure from |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["ranked"]:
         mlip = "" if r["prerelax_e_above_hull"] is None else f"{r['prerelax_e_above_hull']:.3f}"
         lines.append(f"| {r['rank']} | {r['composition']} | {r['spacegroup']} | {r['target_formation_energy']:.3f} | "
-                     f"{r['e_above_hull']:.3f} | {'yes' if r['below_hull'] else 'no'} | {mlip} | {r['candidate_id']} | "
+                     f"{r['e_above_hull']:.3f} | {'yes' if r['below_hull'] else 'no'} | {mlip} | {r['generator']} | "
+                     f"{r['matches'] or ('novel' if r['novel'] else '')} | {r['candidate_id']} | "
                      f"{', '.join(r['twins'])} |")
     if report["failures"]:
         lines += ["", "## Why candidates failed", "", "| reason | count |", "|---|---|"]

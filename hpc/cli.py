@@ -127,6 +127,9 @@ def candidates(
     limit: int = typer.Option(0, "--limit", min=0, help="at most N (0: all)"),
     duplicates: bool = typer.Option(False, "--duplicates", help="also list candidates whose relaxed structure "
                                     "repeats a better-ranked one (column duplicate_of)"),
+    novel: bool = typer.Option(None, "--novel/--known", help="only candidates that match no reference phase or "
+                               "training structure (--novel), or only those that do (--known)"),
+    generator: str = typer.Option(None, "--generator", help="only candidates of this generator"),
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table, json, csv or cif"),
     out: Path = typer.Option(None, "--out", help="output folder (cif) or file (json/csv); default stdout"),
 ) -> None:
@@ -152,7 +155,7 @@ def candidates(
     try:
         docs = query.find_candidates(name, below_hull=below_hull, max_e_above_hull=max_ehull, formula=formula,
                                      spacegroup=spg, stage=None if stage == "all" else stage, limit=limit,
-                                     duplicates=None if duplicates else False)
+                                     duplicates=None if duplicates else False, novel=novel, generator=generator)
     except Exception as exc:  # database errors: one line, no traceback
         fail(f"query failed: {exc}")
     if fmt is OutputFormat.cif:

@@ -15,8 +15,9 @@ from flows.candidates import summary
 
 FORMATS = ("table", "json", "csv", "cif")
 COLUMNS = ("candidate_id", "formula", "spacegroup", "stage", "e_above_hull", "below_hull", "energy_per_atom",
-           "engine", "is_dft", "prerelax_e_above_hull", "duplicate_of")
-TABLE_COLUMNS = COLUMNS[:-3]  # the terminal table leaves out is_dft, prerelax_e_above_hull, duplicate_of
+           "engine", "generator", "novel", "matches", "is_dft", "prerelax_e_above_hull", "duplicate_of")
+#: the terminal table (80 columns): JSON and CSV carry the rest (generator, novel, matches, ...)
+TABLE_COLUMNS = COLUMNS[:8]
 
 
 def find_candidates(campaign: str, *, limit: int = 0, coll=None, stage: str | None = "hull", **filters) -> list[dict]:

@@ -69,6 +69,13 @@ def test_three_generators_share_one_funnel_and_a_known_phase_is_not_novel(settin
         if doc["rescue"]:
             assert doc["history"][0]["rescue"] == doc["rescue"], "a repair is written into the history"
 
+    from hpc.query import find_candidates
+
+    known = find_candidates("generators-test", novel=False, duplicates=None)
+    assert substituted["candidate_id"] in {d["candidate_id"] for d in known}
+    assert all(d["novel"] is False for d in known)
+    assert {d["generator"] for d in find_candidates("generators-test", generator="substitution", stage=None)} == {"substitution"}
+
     report = json.loads((tmp_path / "results" / "generators-test" / "report.json").read_text())
     per_generator = report["funnel"]["by"]["generator"]
     assert set(per_generator) == {"model", "random-symmetric", "substitution"}
@@ -77,6 +84,7 @@ def test_three_generators_share_one_funnel_and_a_known_phase_is_not_novel(settin
     assert report["funnel"]["overall"]["rescued"] == sum(bool(d["rescue"]) for d in docs)
     markdown = (tmp_path / "results" / "generators-test" / "report.md").read_text()
     assert "## Discovery funnel" in markdown and "| random-symmetric |" in markdown
+    assert "reference:TaB2" in markdown, "the ranking names the known phase a candidate is"
 
 
 def test_generator_mistakes_are_refused_before_anything_runs(settings, tmp_path):
