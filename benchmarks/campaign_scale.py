@@ -188,9 +188,11 @@ def main() -> None:
         if args.uri:
             env["CRYSTALGEN_MONGODB_URI"] = args.uri
         os.environ.update(env)
-        report = run(tmp, env, args)
-        if not args.uri:
-            subprocess.run([*CLI, "db", "stop"], capture_output=True, env=env)
+        try:
+            report = run(tmp, env, args)
+        finally:  # also when the run fails: leave no server behind
+            if not args.uri:
+                subprocess.run([*CLI, "db", "stop"], capture_output=True, env=env)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1, default=str))
     print_report(report)
