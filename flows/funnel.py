@@ -138,6 +138,25 @@ def markdown(funnel: dict[str, Any]) -> list[str]:
     return lines
 
 
+FUNNELS = "funnels"
+
+
+def record_funnel(db, campaign: str, window: float = DEFAULT_WINDOW) -> dict[str, Any]:
+    """Compute the funnel and keep it in ``funnels`` (one per campaign), so that ``campaign status``
+    shows it without reading every candidate of a large campaign."""
+    from datetime import UTC, datetime
+
+    funnel = {**campaign_funnel(db, campaign, window=window), "recorded_at": datetime.now(UTC).isoformat()}
+    db[FUNNELS].replace_one({"campaign": campaign}, {"campaign": campaign, "funnel": funnel}, upsert=True)
+    return funnel
+
+
+def recorded_funnel(db, campaign: str) -> dict[str, Any] | None:
+    """The funnel last recorded for ``campaign`` (by the hull stage, a report or ``status --funnel``)."""
+    doc = db[FUNNELS].find_one({"campaign": campaign}, {"_id": 0, "funnel": 1})
+    return doc["funnel"] if doc else None
+
+
 def campaign_window(db, campaign: str) -> float:
     """The stability window the campaign was run with (its recorded file), else the default."""
     from flows.campaign_store import read_campaign
@@ -152,7 +171,8 @@ def rich_table(funnel: dict[str, Any]):
 
     window = funnel["window"]
     rows = {"all": funnel["overall"], **funnel["by"]["generator"]}
-    table = Table(title=f"discovery funnel (window {window:g} eV/atom)")
+    recorded = f", recorded {funnel['recorded_at'][:19]} UTC" if funnel.get("recorded_at") else ""
+    table = Table(title=f"discovery funnel (window {window:g} eV/atom{recorded})")
     table.add_column("step")
     for name in rows:
         table.add_column(str(name), justify="right")

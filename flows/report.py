@@ -42,7 +42,7 @@ def failure_reasons(coll, campaign: str, top: int = 5) -> list[tuple[str, int]]:
 
 def build_report(campaign: Campaign, coll, db, out_dir: Path, limit: int = 20) -> dict[str, Any]:
     """Write report.json / report.md / hull plots; return the report dict."""
-    from flows.funnel import campaign_funnel
+    from flows.funnel import record_funnel
     from flows.makers import stage_makers
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -60,7 +60,7 @@ def build_report(campaign: Campaign, coll, db, out_dir: Path, limit: int = 20) -
         "ranked": top,
         "failures": failure_reasons(coll, campaign.name),
         "plots": [p.name for p in plots],
-        "funnel": campaign_funnel(db, campaign.name, window=campaign.stability_window),
+        "funnel": record_funnel(db, campaign.name, window=campaign.stability_window),
     }
     (out_dir / "report.json").write_text(json.dumps(report, indent=1, default=str))
     (out_dir / "report.md").write_text(markdown(report))

@@ -94,13 +94,15 @@ def status(
     name: str = typer.Argument(..., help="campaign name"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of tables"),
     lost_after: float = typer.Option(4 * 3600, help="seconds without heartbeat after which a run counts as lost"),
+    live_funnel: bool = typer.Option(False, "--funnel", help="compute the discovery funnel now from every candidate "
+                                     "(default: the one the hull stage last recorded)"),
 ) -> None:
-    """Fireworks per stage and state, candidates per stage and lost runs of a submitted campaign."""
+    """Fireworks per stage and state, candidates per stage, lost runs and the discovery funnel of a campaign."""
     from hpc.status import campaign_status, status_tables
 
     _require_campaign(name)
     lpad = _launchpad()
-    result = campaign_status(lpad, name, lost_after_s=lost_after)
+    result = campaign_status(lpad, name, lost_after_s=lost_after, live_funnel=live_funnel)
     if as_json:
         typer.echo(json.dumps(result.as_dict(), indent=2))
         return
@@ -108,6 +110,8 @@ def status(
         fail(f"no fireworks for campaign {name!r}; submit it with `crystalgen campaign submit FILE`")
     for table in status_tables(result):
         console.print(table)
+    if result.funnel is None:
+        console.print("discovery funnel: not recorded yet (the hull stage records it; --funnel computes it now)")
     if result.lost_fw_ids:
         console.print(f"[red]lost runs[/red] (no heartbeat for {lost_after:.0f} s): fw_id "
                       f"{', '.join(map(str, result.lost_fw_ids))}; `crystalgen resubmit {name}` reruns them")

@@ -16,7 +16,7 @@ class CampaignStatus:
     fireworks: dict[str, dict[str, int]]  # stage -> state -> count (``untagged``: not a crystalgen job)
     candidates: dict[str, int]  # candidate stage -> count
     lost_fw_ids: list[int] = field(default_factory=list)
-    funnel: dict = field(default_factory=dict)  # flows.funnel.campaign_funnel
+    funnel: dict | None = None  # flows.funnel: recorded by the hull stage (None: not yet)
 
     @property
     def total_fireworks(self) -> int:
@@ -26,10 +26,13 @@ class CampaignStatus:
         return {**asdict(self), "total_fireworks": self.total_fireworks}
 
 
-def campaign_status(lpad, campaign: str, lost_after_s: float = 4 * 3600, candidates_coll=None) -> CampaignStatus:
-    """Fireworks per stage and state, candidates per stage, and lost runs of ``campaign``."""
+def campaign_status(lpad, campaign: str, lost_after_s: float = 4 * 3600, candidates_coll=None,
+                    live_funnel: bool = False) -> CampaignStatus:
+    """Fireworks per stage and state, candidates per stage, lost runs, and the discovery funnel of
+    ``campaign``: the one the hull stage last recorded, or (``live_funnel``) computed now from every
+    candidate, which takes seconds at 10^5 candidates."""
     from flows import candidates
-    from flows.funnel import campaign_funnel, campaign_window
+    from flows.funnel import campaign_window, record_funnel, recorded_funnel
 
     rows = lpad.fireworks.aggregate([
         {"$match": {f"spec.{CAMPAIGN_KEY}": campaign}},
@@ -44,7 +47,8 @@ def campaign_status(lpad, campaign: str, lost_after_s: float = 4 * 3600, candida
     _, lost, _ = lpad.detect_lostruns(expiration_secs=lost_after_s, query={f"spec.{CAMPAIGN_KEY}": campaign})
     workflows = lpad.workflows.count_documents({f"metadata.{CAMPAIGN_KEY}": campaign, "state": {"$ne": "ARCHIVED"}})
     coll = candidates_coll if candidates_coll is not None else candidates.collection()
-    funnel = campaign_funnel(coll.database, campaign, window=campaign_window(coll.database, campaign))
+    db = coll.database
+    funnel = record_funnel(db, campaign, campaign_window(db, campaign)) if live_funnel else recorded_funnel(db, campaign)
     return CampaignStatus(campaign, workflows, fireworks, candidates.count_by_stage(coll, campaign), sorted(set(lost)),
                           funnel)
 

@@ -76,6 +76,10 @@ def test_three_generators_share_one_funnel_and_a_known_phase_is_not_novel(settin
     assert all(d["novel"] is False for d in known)
     assert {d["generator"] for d in find_candidates("generators-test", generator="substitution", stage=None)} == {"substitution"}
 
+    from flows.funnel import recorded_funnel
+
+    assert recorded_funnel(cands.database(), "generators-test")["by"]["generator"]["model"]["generated"] == 2
+
     report = json.loads((tmp_path / "results" / "generators-test" / "report.json").read_text())
     per_generator = report["funnel"]["by"]["generator"]
     assert set(per_generator) == {"model", "random-symmetric", "substitution"}

@@ -65,6 +65,7 @@ def stage_makers(campaign: Campaign, manager_configs: dict[str, dict] | None = N
     hull = HullMaker(engine=campaign.relax.engine, references=source, mlip=relax_mlip if mlip else None,
                      incar=None if mlip else incar, recompute=campaign.references.recompute,
                      compatibility=campaign.references.compatibility, novelty_checkpoint=checkpoint,
+                     stability_window=campaign.stability_window,
                      **common(Stage.HULL))
     if mlip:
         relax = MlipRelaxMaker(mlip=relax_mlip, **common(Stage.RELAX))

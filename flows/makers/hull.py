@@ -37,6 +37,7 @@ class HullMaker(StageMaker):
     recompute: bool = True
     compatibility: str | None = None
     novelty_checkpoint: str | None = None
+    stability_window: float = 0.1
 
     def make(self, relax_outputs=None):
         return self.tag(self.rank(relax_outputs))
@@ -59,8 +60,12 @@ class HullMaker(StageMaker):
     def rank(self, relax_outputs: list | None = None) -> dict[str, Any]:
         """e_above_hull, decomposition, below-hull flag and twin of every relaxed candidate of the campaign
         (``relax_outputs``: the relaxations it waits for)."""
+        from flows.funnel import record_funnel
+
         with measured(self.campaign, self.stage, self.name):
-            return self._rank()
+            ranked = self._rank()
+        record_funnel(cands.database(), self.campaign, self.stability_window)  # after its own cost is recorded
+        return ranked
 
     def _rank(self) -> dict[str, Any]:
         from flows.hull import check_sources, e_above_hull
