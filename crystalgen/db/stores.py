@@ -21,25 +21,21 @@ def _connection(store) -> tuple[str, str]:
     return mongo_uri(settings), settings.database
 
 
-class SettingsMongoStore(MongoStore):
+class _FromSettings:
+    """Connect with this process's settings when first used, not with what was serialised."""
+
+    def __init__(self, collection_name: str, **kwargs) -> None:
+        super().__init__(database="", collection_name=collection_name, **kwargs)
+
+    def connect(self, force_reset: bool = False) -> None:
+        if self._coll is None or force_reset:
+            self.uri, self.database = _connection(self)
+        super().connect(force_reset=force_reset)
+
+
+class SettingsMongoStore(_FromSettings, MongoStore):
     """A collection of the configured database (documents)."""
 
-    def __init__(self, collection_name: str, **kwargs) -> None:
-        super().__init__(database="", collection_name=collection_name, **kwargs)
 
-    def connect(self, force_reset: bool = False) -> None:
-        if self._coll is None or force_reset:
-            self.uri, self.database = _connection(self)
-        super().connect(force_reset=force_reset)
-
-
-class SettingsGridFSStore(GridFSStore):
+class SettingsGridFSStore(_FromSettings, GridFSStore):
     """A GridFS bucket of the configured database (large outputs)."""
-
-    def __init__(self, collection_name: str, **kwargs) -> None:
-        super().__init__(database="", collection_name=collection_name, **kwargs)
-
-    def connect(self, force_reset: bool = False) -> None:
-        if self._coll is None or force_reset:
-            self.uri, self.database = _connection(self)
-        super().connect(force_reset=force_reset)
