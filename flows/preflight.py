@@ -79,11 +79,13 @@ def potential_problem(spec: str) -> str | None:
             weights_file(family, argument)
         except DownloadRequired as error:
             return str(error)
-    if family == "sevenn" and argument.partition(":")[0] not in {m.partition(":")[0] for m in SEVENN_SHIPPED}:
-        if not Path(argument.partition(":")[0]).expanduser().is_file():
+    if family == "sevenn":
+        model = argument.partition(":")[0]  # the part after ':' is the modal
+        checkpoint = Path(model).expanduser()
+        if model not in {m.partition(":")[0] for m in SEVENN_SHIPPED} and not checkpoint.is_file():
             from crystalgen.potentials.offline import DownloadRequired
 
-            return str(DownloadRequired(str(Path(argument.partition(":")[0]).expanduser()), "sevenn checkpoint"))
+            return str(DownloadRequired(str(checkpoint), "sevenn checkpoint"))
     return None
 
 
