@@ -208,3 +208,19 @@ def test_paper_configuration_trains_a_few_steps_on_cpu(tmp_path):
     assert 2.9e8 < sum(v.numel() for v in state["model"].values()) < 3.2e8
     done = subprocess.run([*cmd[:-1], "max_steps=3"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=3600)
     assert done.returncode == 0 and "at step 2" in done.stdout, done.stderr[-3000:]
+
+
+def test_memory_accounting_from_shapes_equals_a_real_forward_pass():
+    """benchmarks/paper_model.py states paper.yaml's memory per sample from FakeTensorMode shapes; on the demo
+    network the same count from a real forward pass must agree byte for byte, and grow with the batch."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "paper_model.py"
+    spec = importlib.util.spec_from_file_location("paper_model", path)
+    paper_model = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(paper_model)
+    fake = paper_model.account("demo.yaml", [1, 2, 4])
+    real = paper_model.account("demo.yaml", [1, 2, 4], fake=False)
+    assert fake["saved_mib"] == pytest.approx(real["saved_mib"], rel=1e-9)
+    assert fake["saved_mib"][1] < fake["saved_mib"][2] < fake["saved_mib"][4]
+    assert fake["fixed_gib"] == pytest.approx(fake["parameters"] * 20 / 1024**3)
