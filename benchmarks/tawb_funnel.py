@@ -7,7 +7,7 @@ For Ta1W1B6, Ta1W2B5 and Ta2W1B5 and every space group of ``campaigns/tawb_paper
 samples ``--samples`` structures, one per target formation energy on the campaign's hull-relative
 grid (hull + 0.1 * k eV/atom, k = -2, -1, 0, 1, ...; the hull is the TensorNet hull of the shipped
 Ta-W-B data). Each symmetry mode (:mod:`crystalgen.symmetrize`) post-processes the same network
-samples. PyXtal random crystals (``from_random``, default tolerances and volumes; counts doubled in
+samples, including, as sampling does, those rejected for colliding atoms (their cell is rebuilt). PyXtal random crystals (``from_random``, default tolerances and volumes; counts doubled in
 centred groups, as the conventional cell needs) go through the same funnel as the baseline.
 
 * valid: decoded and passing the relaxer's overlap and collapsed-bond checks (``validate_structure``);
@@ -139,6 +139,8 @@ def main() -> None:
         out = []
         for sample in raw:
             s = sample.pymatgen
+            if s is None and mode != "none" and sample.rejected_structure:  # as sampling does: rebuild in the cell
+                s = Structure.from_dict(sample.rejected_structure)
             out.append(None if s is None else symmetrize(s, sample.condition.spacegroup, mode, seed=sample.seed % 2**31).structure)
         candidates[mode] = out
         console.print(f"{mode}: {time.perf_counter() - started:.0f} s")

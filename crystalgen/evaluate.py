@@ -68,13 +68,13 @@ class EvaluationReport(BaseModel):
             f"StructureMatcher(ltol=0.2, stol=0.3, angle_tol=5); one sample per condition and seed. "
             f"{self.created}, crystalgen {self.code_version}.",
             "",
-            "| method | task | sampling steps | conditions | seeds | match rate (mean ± std over seeds) | valid | structures/s | trained steps "
+            "| checkpoint | method | task | sampling steps | conditions | seeds | match rate (mean ± std over seeds) | valid | structures/s | trained steps "
             "| relaxable | unique (of valid) | novel (of unique) |",
-            "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+            "|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in self.results:
             lines.append(
-                f"| {r.method} | {r.task} | {r.steps} | {r.n_conditions} | {','.join(map(str, r.seeds))} | "
+                f"| `{Path(r.checkpoint).name}` | {r.method} | {r.task} | {r.steps} | {r.n_conditions} | {','.join(map(str, r.seeds))} | "
                 f"{100 * r.mean:.1f}% ± {100 * r.std:.1f} | {100 * r.valid_fraction:.0f}% | {r.structures_per_s:.1f} | {r.trained_steps} "
                 f"| {_percent(r.relaxable_fraction)} | {_percent(r.unique_fraction)} | {_percent(r.novel_fraction)} |"
             )

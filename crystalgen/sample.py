@@ -13,7 +13,8 @@ it). Properties that matter on a cluster:
   there, so a killed run loses at most one batch.
 * **Invalid structures are kept, not hidden:** a sample that cannot be decoded, or has atoms
   closer than ``MIN_DISTANCE``, gets ``structure=None`` and a ``reason``; a decodable one keeps its
-  cell in ``rejected_structure`` for :mod:`crystalgen.rescue`.
+  cell in ``rejected_structure`` for :mod:`crystalgen.rescue` (unless imposing the space group
+  rebuilt its atoms in that cell: ``symmetry_rebuilt`` then says why the raw sample was rejected).
 * **The requested space group is imposed** (:mod:`crystalgen.symmetrize`) when the checkpoint was
   trained on crystals in their standard primitive cells (``data.frame``), or when ``symmetry`` asks.
 """
@@ -38,7 +39,7 @@ from crystalgen.layout import MAX_SITES, MAX_Z, N_ROWS
 from crystalgen.representation import RepresentationError, canonical_species, condition_batch, decode, encode
 
 ASSETS = Path(__file__).parent / "assets"
-DEFAULT_CHECKPOINT = ASSETS / "checkpoints" / "demo-cfm-n.pt"
+DEFAULT_CHECKPOINT = ASSETS / "checkpoints" / "tawb-cfm-n.pt"
 MIN_DISTANCE = 0.5  # Å; closer atoms make a structure physically meaningless
 ENERGY_DECIMALS = 6  # eV/atom: energies equal to this many decimals are one condition
 
@@ -119,6 +120,8 @@ class GeneratedSample(BaseModel):
     reason: str = ""
     symmetry: str = "none"  # how the requested group was imposed: none, project or wyckoff
     symmetry_displacement: float | None = None  # projection: largest atom move, Å
+    #: the raw sample's own rejection (e.g. atoms too close) when imposing the group rebuilt its atoms
+    symmetry_rebuilt: str = ""
 
     @property
     def key(self) -> tuple[str, int]:
@@ -134,7 +137,7 @@ class GeneratedSample(BaseModel):
 
 
 def default_checkpoint() -> Path:
-    """The demo checkpoint shipped with the package."""
+    """The default checkpoint shipped with the package (crystalgen/assets/checkpoints/README.md)."""
     return DEFAULT_CHECKPOINT
 
 
@@ -193,20 +196,27 @@ def default_symmetry(config) -> str:
 
 
 def _finish_sample(coords_lattice: torch.Tensor, condition: Condition, symmetry: str, seed: int) -> dict[str, Any]:
-    """Decode one sample and impose its space group: the GeneratedSample fields it determines."""
+    """Decode one sample and impose its space group: the GeneratedSample fields it determines.
+
+    A sample rejected for its atoms (too close) still has a cell; imposing the group rebuilds the atoms
+    in that cell, and ``symmetry_rebuilt`` keeps the raw sample's rejection."""
     species = canonical_species(condition.formula)
     structure, reason = check_structure(coords_lattice, species)
-    if structure is None:
-        return {"structure": None, "reason": reason, "rejected_structure": rejected_structure(coords_lattice, species)}
-    if symmetry == "none":
+    rejected = None if structure is not None else rejected_structure(coords_lattice, species)
+    if symmetry == "none" or (structure is None and rejected is None):
+        if structure is None:
+            return {"structure": None, "reason": reason, "rejected_structure": rejected}
         return {"structure": structure.as_dict(), "reason": ""}
     from crystalgen.symmetrize import symmetrize
 
-    result = symmetrize(structure, condition.spacegroup, symmetry, seed=seed % 2**31)
+    given = structure if structure is not None else Structure.from_dict(rejected)
+    result = symmetrize(given, condition.spacegroup, symmetry, seed=seed % 2**31)
     fields = {"symmetry": result.method, "symmetry_displacement": result.displacement}
     if result.structure is None:
-        return {**fields, "structure": None, "reason": f"space group {condition.spacegroup}: {result.reason}"}
-    return {**fields, "structure": result.structure.as_dict(), "reason": ""}
+        before = f"{reason}; " if structure is None else ""
+        return {**fields, "structure": None, "rejected_structure": rejected,
+                "reason": f"{before}space group {condition.spacegroup}: {result.reason}"}
+    return {**fields, "structure": result.structure.as_dict(), "reason": "", "symmetry_rebuilt": reason}
 
 
 def sample_structures(

@@ -65,6 +65,8 @@ class ModelRecord(_Record):
     method: str | None = Field(None, description="sampling method (ddpm, ddim, cfm-n, ...) or the generator")
     steps: int | None = Field(None, description="sampling steps")
     origin: str | None = Field(None, description="baseline generators: the parent structure or tool and how it was used")
+    symmetry: str | None = Field(None, description="model samples: how the requested space group was imposed (none, project, wyckoff)")
+    symmetry_rebuilt: str | None = Field(None, description="why the raw sample was rejected, when imposing the group rebuilt its atoms")
 
 
 class PrerelaxRecord(_Record):

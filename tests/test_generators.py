@@ -12,7 +12,7 @@ from crystalgen.generators import GENERATORS, generate
 from crystalgen.known import KnownStructuresError, cif_structures
 from crystalgen.novelty import NoveltyIndex, matcher
 from crystalgen.relax import validate_structure
-from crystalgen.sample import Condition, sample_seed
+from crystalgen.sample import DEFAULT_CHECKPOINT, Condition, sample_seed
 from crystalgen.substitution import element_probability, species_maps
 from crystalgen.symmetry import spacegroup_number
 
@@ -64,7 +64,7 @@ def test_unknown_generator_names_itself_and_the_known_ones():
 
 def test_model_generator_delegates_to_the_sampler():
     samples = generate("model", [_condition("Ta1W1B6", 191)], samples_per_condition=2, seed=1, steps=2, device="cpu")
-    assert [s.method for s in samples] == ["cfm-n", "cfm-n"] and samples[0].checkpoint.endswith("demo-cfm-n.pt")
+    assert [s.method for s in samples] == ["cfm-n", "cfm-n"] and samples[0].checkpoint.endswith(DEFAULT_CHECKPOINT.name)
     for s in samples:  # a rejected sample keeps its decoded cell for rescue
         assert (s.structure is None) == (s.rejected_structure is not None) or s.reason.startswith("undecodable")
 

@@ -241,9 +241,9 @@ def test_torchrun_two_process_sampling_equals_one_process(ddpm_checkpoint, tmp_p
         assert (d["structure"] is None) == (by_key[key].structure is None)
 
 
-def test_shipped_demo_checkpoint_samples_a_perovskite():
+def test_shipped_default_checkpoint_samples_a_perovskite():
     path = default_checkpoint()
-    assert path.is_file(), f"demo checkpoint missing: {path}"
+    assert path.is_file(), f"default checkpoint missing: {path}"
     assert path.stat().st_size < 10 * 2**20
     samples = sample_structures(None, CONDITIONS[:1], samples_per_condition=2, steps=5, device="cpu")
     assert len(samples) == 2 and samples[0].checkpoint == str(path)
@@ -278,3 +278,23 @@ def test_cli_sample_refuses_a_non_finite_energy_in_a_conditions_file(tmp_path):
     assert result.exit_code == 1, result.output
     assert f"{conditions}: condition 2 formation_energy must be a finite number" in " ".join(result.output.split())
     assert not out.exists()
+
+
+def test_a_sample_rejected_for_close_atoms_is_rebuilt_in_its_cell_when_the_group_is_imposed():
+    """Imposing the group keeps the network's cell and places the atoms on Wyckoff positions, so a sample
+    whose atoms collided is not lost; the raw sample's rejection stays on record."""
+    from crystalgen.relax import validate_structure
+    from crystalgen.sample import _finish_sample
+    from crystalgen.symmetry import spacegroup_number
+
+    x = torch.zeros(64, 3)
+    x[61:] = torch.eye(3) * 4.2
+    x[1] = torch.tensor([0.01, 0.0, 0.0])  # 0.03 Å from atom 0
+    condition = Condition(formula="Cs1Cl1", spacegroup=221, formation_energy=-2.0)
+    raw = _finish_sample(x, condition, "none", seed=0)
+    assert raw["structure"] is None and "apart" in raw["reason"] and raw["rejected_structure"] is not None
+    rebuilt = _finish_sample(x, condition, "project-or-wyckoff", seed=0)
+    assert rebuilt["reason"] == "" and "apart" in rebuilt["symmetry_rebuilt"] and rebuilt["symmetry"] == "wyckoff"
+    structure = Structure.from_dict(rebuilt["structure"])
+    assert validate_structure(structure) is None and spacegroup_number(structure) == 221
+    assert structure.volume == pytest.approx(4.2**3, rel=1e-6)  # the network's cell (no bond was short)

@@ -64,7 +64,7 @@ def sample_command(
     initial: Optional[Path] = typer.Option(None, help="modification methods: the structure to modify (any pymatgen-readable file)"),
     n: int = typer.Option(1, "--n", "--samples-per-condition", min=1, help="samples per condition (under torchrun spell it --samples-per-condition)"),
     out: Path = typer.Option(..., help="JSON Lines result file (appended to; finished samples are skipped on rerun)"),
-    checkpoint: Optional[Path] = typer.Option(None, help="checkpoint (default: the shipped demo checkpoint)"),
+    checkpoint: Optional[Path] = typer.Option(None, help="checkpoint (default: the shipped default checkpoint)"),
     method: Optional[str] = typer.Option(None, help="sampler of the checkpoint's family, e.g. ddim for a ddpm model"),
     steps: Optional[int] = typer.Option(None, min=1, help="sampling steps (default: the checkpoint's)"),
     seed: int = typer.Option(0),

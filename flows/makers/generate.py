@@ -151,7 +151,8 @@ class GenerateMaker(StageMaker):
         else:
             made = _sample_here(self.checkpoint, conditions, kwargs)
         return self._docs("model", todo, points, n, made,
-                          lambda s: ModelRecord(checkpoint=self.checkpoint, method=s.method, steps=s.steps))
+                          lambda s: ModelRecord(checkpoint=self.checkpoint, method=s.method, steps=s.steps,
+                                                symmetry=s.symmetry, symmetry_rebuilt=s.symmetry_rebuilt or None))
 
     def _baseline(self, generator: str, todo: list[tuple[int, GridPoint, int]]) -> list[CandidateDoc]:
         from crystalgen.generators import generate
