@@ -28,7 +28,7 @@ from pymatgen.core import Lattice, Structure
 from scipy.optimize import linear_sum_assignment
 
 from crystalgen.symmetry import standard_setting
-from crystalgen.volume import contact_ratio
+from crystalgen.volume import contact_ratio, expected_volume
 
 MERGE_DISTANCE = 0.5  # Å: atoms the projection brings closer than this have merged (wrong orbit)
 MAX_ITERATIONS = 20
@@ -37,6 +37,8 @@ MAX_ITERATIONS = 20
 MAX_DISPLACEMENT = 1.0  # Å
 CHECK_SYMPREC = 0.01  # Å: the projected crystal must show its group this tightly
 MODES = ("none", "project", "wyckoff", "project-or-wyckoff")
+#: PyXtal places atoms in the sample's cell shape enlarged to at least this x the sum of elemental volumes
+PLACEMENT_ROOM = 1.3
 #: a symmetric crystal whose shortest bond is below this fraction of the covalent-radius sum is
 #: expanded uniformly up to it (the relaxer rejects < 0.6 as a collapse; the margin lets it relax) ...
 BOND_FRACTION = 0.75
@@ -170,8 +172,10 @@ def _seeded_global_rngs(seed: int):
 def wyckoff_structure(structure: Structure, number: int, seed: int, attempts: int = 4) -> Symmetrized:
     """PyXtal's Wyckoff placement of the sample's composition in its G-invariant lattice (seeded).
 
-    Tries the sample's lattice first; when PyXtal cannot place the atoms in it, lets PyXtal choose
-    the cell shape. The result gets the sample's volume per atom, or more where bonds would be
+    Tries the sample's cell shape first, enlarged to at least :data:`PLACEMENT_ROOM` x the sum of
+    elemental volumes (in a cell denser than that PyXtal can search for minutes: 456 s for one
+    7.9 Å^3/atom Ta1W1B6 cell in P6/mmm, 0.0 s at 1.3x); when PyXtal cannot place the atoms, lets it
+    choose the cell shape. The result gets the sample's volume per atom, or more where bonds would be
     shorter than :data:`BOND_FRACTION` of the covalent radii.
     """
     from pyxtal import pyxtal
@@ -179,6 +183,8 @@ def wyckoff_structure(structure: Structure, number: int, seed: int, attempts: in
 
     counts = conventional_counts([site.specie.symbol for site in structure], number)
     lattice = symmetric_conventional_lattice(structure, number)
+    roomy = max(structure.volume, PLACEMENT_ROOM * expected_volume(structure.composition))
+    lattice = lattice.scale(lattice.volume * roomy / structure.volume)
     last = ""
     with _seeded_global_rngs(seed):
         rng = np.random.default_rng(seed)

@@ -91,6 +91,19 @@ def test_wyckoff_construction_holds_the_group_is_seeded_and_valid():
         assert first.structure.composition == sample.composition
 
 
+@pytest.mark.timeout(60)
+def test_wyckoff_construction_in_a_too_dense_sample_cell_is_quick():
+    """A real Ta1W1B6 sample of the shipped model (7.9 A^3/atom, rejected for colliding atoms): PyXtal
+    searched its cell for 456 s; placed in the cell shape with room it takes well under a second."""
+    from pathlib import Path
+
+    sample = Structure.from_file(Path(__file__).parent / "test_data" / "dense_tawb6_p6mmm_sample.json")
+    result = wyckoff_structure(sample, 191, seed=2052)
+    assert result.structure is not None and spacegroup_of(result.structure, 0.01) == 191
+    assert validate_structure(result.structure) is None
+    assert result.structure.volume >= sample.volume * 0.999
+
+
 def test_incompatible_composition_falls_back_to_p1():
     # one Ta in Pnma (all positions have 4 copies) cannot hold the group
     assert not compatible(["Ta", "W"] + ["B"] * 6, 62) and compatible(["Ta", "W"] + ["B"] * 6, 191)
