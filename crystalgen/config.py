@@ -131,7 +131,7 @@ def resolve_checkpoint(checkpoint: Path, base: Path | None = None) -> Path:
     for candidate in candidates:
         if candidate.is_file():
             return candidate.resolve()
-    raise ConfigError(f"init_from {checkpoint} not found (looked in: {', '.join(str(c.parent) for c in candidates)})")
+    raise ConfigError(f"checkpoint {checkpoint} not found (looked in: {', '.join(str(c.parent) for c in candidates)})")
 
 
 def resolve_dataset(dataset: Path, base: Path | None = None) -> Path:

@@ -35,11 +35,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pymatgen.core import Composition, Element, Structure
 
 from crystalgen.checkpoint import load_method
+from crystalgen.config import CHECKPOINT_DIR
 from crystalgen.layout import MAX_SITES, MAX_Z, N_ROWS
 from crystalgen.representation import RepresentationError, canonical_species, condition_batch, decode, encode
 
-ASSETS = Path(__file__).parent / "assets"
-DEFAULT_CHECKPOINT = ASSETS / "checkpoints" / "tawb-cfm-n.pt"
+DEFAULT_CHECKPOINT = CHECKPOINT_DIR / "tawb-cfm-n.pt"
 MIN_DISTANCE = 0.5  # Å; closer atoms make a structure physically meaningless
 ENERGY_DECIMALS = 6  # eV/atom: energies equal to this many decimals are one condition
 

@@ -196,8 +196,12 @@ class Campaign(Strict):
             except ImportError as exc:
                 raise CampaignError(f"model.checkpoint: 'default' is unavailable ({exc})") from None
             path = Path(default_checkpoint())
-        else:
+        else:  # a path (relative to the campaign file), else the name of a shipped checkpoint
+            from crystalgen.config import CHECKPOINT_DIR
+
             path = self.resolve_path(self.model.checkpoint)
+            if not path.is_file() and (CHECKPOINT_DIR / self.model.checkpoint).is_file():
+                path = CHECKPOINT_DIR / self.model.checkpoint
         if not path.is_file():
             raise CampaignError(f"model.checkpoint: checkpoint file not found: {path}")
         return path

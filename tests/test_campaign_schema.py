@@ -12,7 +12,7 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from flows.campaign import CampaignError, parse_campaign
+from flows.campaign import CampaignError, load_campaign, parse_campaign
 from flows.conditions import expand_conditions, grid_size
 
 CAMPAIGNS = Path(__file__).parent.parent / "campaigns"
@@ -200,7 +200,6 @@ def test_campaign_error_names_several_fields_at_once():
 
 
 def test_shipped_campaigns_validate_and_the_paper_plan_adds_up():
-    from flows.campaign import load_campaign
 
     demo = load_campaign(CAMPAIGNS / "demo.yaml")
     assert demo.relax.engine == "mlip"
@@ -242,3 +241,16 @@ def test_plan_of_a_million_conditions_is_immediate(tmp_path):
     result = CliRunner().invoke(cli(), ["campaign", "plan", str(write(tmp_path, data))], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "1,000,000 distinct conditions" in " ".join(result.output.split())
+
+
+def test_model_checkpoint_may_name_a_shipped_checkpoint(tmp_path):
+    """`model.checkpoint: demo-cfm-n.pt` finds the shipped file; a name that is nowhere fails naming it."""
+    data = yaml.safe_load((CAMPAIGNS / "demo.yaml").read_text())
+    data["model"] = {"checkpoint": "demo-cfm-n.pt"}
+    path = tmp_path / "old-default.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert load_campaign(path).checkpoint_path().name == "demo-cfm-n.pt"
+    data["model"] = {"checkpoint": "no-such-model.pt"}
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(CampaignError, match="model.checkpoint: checkpoint file not found: .*no-such-model.pt"):
+        load_campaign(path).checkpoint_path()
