@@ -200,7 +200,6 @@ def test_campaign_error_names_several_fields_at_once():
 
 
 def test_shipped_campaigns_validate_and_the_paper_plan_adds_up():
-
     demo = load_campaign(CAMPAIGNS / "demo.yaml")
     assert demo.relax.engine == "mlip"
     paper = load_campaign(CAMPAIGNS / "tawb_paper.yaml")
