@@ -8,10 +8,11 @@ autograd saves for the backward pass is counted once per storage, the weights ap
 that over B is the training memory per sample; the fixed part is weights + gradients + two Adam
 moments + the EMA copy (20 bytes per float32 parameter).
 
-With ``--rss`` each measurement instead runs for real in its own process (peak RSS is a process-wide high-water mark): build the method with Adam,
-take one training step (forward, backward, optimiser) at batch B, or one sampling step without
-gradients. Memory per sample is the slope of peak RSS over B, fitted in this run; the fixed part
-(weights, EMA, Adam moments) is the intercept. Seconds per step are reported for the same run only.
+With ``--rss`` each measurement instead runs for real in its own process (peak RSS is a
+process-wide high-water mark): build the method with Adam, take one training step (forward,
+backward, optimiser) at batch B, or one sampling step without gradients. Memory per sample is the
+slope of peak RSS over B, fitted in this run; the fixed part (weights, EMA, Adam moments) is the
+intercept. Seconds per step are reported for the same run only.
 """
 
 from __future__ import annotations

@@ -6,9 +6,11 @@ Run: ``python benchmarks/tawb_funnel.py [--checkpoint CKPT] [--modes none,projec
 For Ta1W1B6, Ta1W2B5 and Ta2W1B5 and every space group of ``campaigns/tawb_paper.yaml`` the model
 samples ``--samples`` structures, one per target formation energy on the campaign's hull-relative
 grid (hull + 0.1 * k eV/atom, k = -2, -1, 0, 1, ...; the hull is the TensorNet hull of the shipped
-Ta-W-B data). Each symmetry mode (:mod:`crystalgen.symmetrize`) post-processes the same network
-samples, including, as sampling does, those rejected for colliding atoms (their cell is rebuilt). PyXtal random crystals (``from_random``, default tolerances and volumes; counts doubled in
-centred groups, as the conventional cell needs) go through the same funnel as the baseline.
+Ta-W-B data). Each symmetry mode post-processes the same network samples as sampling would
+(:func:`crystalgen.sample.impose_symmetry`: a sample rejected for colliding atoms gets its atoms
+rebuilt in its cell). PyXtal random crystals (``from_random``, default tolerances and volumes;
+counts doubled in centred groups, as the conventional cell needs) go through the same funnel as the
+baseline.
 
 * valid: decoded and passing the relaxer's overlap and collapsed-bond checks (``validate_structure``);
 * converged: pre-relaxed with the shipped TensorNet (FIRE, fmax 0.05 eV/Å, 100 steps) to fmax
@@ -37,8 +39,8 @@ from rich.table import Table
 from crystalgen.data.dataset import read_dataset
 from crystalgen.potentials import checked_potential
 from crystalgen.relax import relax_structures, validate_structure
-from crystalgen.sample import DEFAULT_CHECKPOINT, Condition, sample_structures
-from crystalgen.symmetrize import conventional_counts, symmetrize
+from crystalgen.sample import DEFAULT_CHECKPOINT, Condition, impose_symmetry, sample_structures
+from crystalgen.symmetrize import conventional_counts
 
 ROOT = Path(__file__).resolve().parents[1]
 CAMPAIGN = ROOT / "campaigns" / "tawb_paper.yaml"
@@ -138,10 +140,9 @@ def main() -> None:
         started = time.perf_counter()
         out = []
         for sample in raw:
-            s = sample.pymatgen
-            if s is None and mode != "none" and sample.rejected_structure:  # as sampling does: rebuild in the cell
-                s = Structure.from_dict(sample.rejected_structure)
-            out.append(None if s is None else symmetrize(s, sample.condition.spacegroup, mode, seed=sample.seed % 2**31).structure)
+            made = impose_symmetry(sample.pymatgen, sample.reason, sample.rejected_structure, sample.condition, mode,
+                                   sample.seed)["structure"]
+            out.append(None if made is None else Structure.from_dict(made))
         candidates[mode] = out
         console.print(f"{mode}: {time.perf_counter() - started:.0f} s")
     if args.pyxtal:

@@ -196,20 +196,27 @@ def default_symmetry(config) -> str:
 
 
 def _finish_sample(coords_lattice: torch.Tensor, condition: Condition, symmetry: str, seed: int) -> dict[str, Any]:
-    """Decode one sample and impose its space group: the GeneratedSample fields it determines.
-
-    A sample rejected for its atoms (too close) still has a cell; imposing the group rebuilds the atoms
-    in that cell, and ``symmetry_rebuilt`` keeps the raw sample's rejection."""
+    """Decode one sample and impose its space group: the GeneratedSample fields it determines."""
     species = canonical_species(condition.formula)
     structure, reason = check_structure(coords_lattice, species)
     rejected = None if structure is not None else rejected_structure(coords_lattice, species)
-    if symmetry == "none" or (structure is None and rejected is None):
+    return impose_symmetry(structure, reason, rejected, condition, symmetry, seed)
+
+
+def impose_symmetry(structure: Structure | None, reason: str, rejected: dict[str, Any] | None, condition: Condition,
+                    symmetry: str, seed: int) -> dict[str, Any]:
+    """The GeneratedSample fields of a decoded sample once ``symmetry`` imposed the requested group.
+
+    ``structure`` is the sample, or ``None`` with the ``reason`` it was rejected and its decoded cell
+    ``rejected``. A sample rejected for its atoms (too close) still has a cell: imposing the group
+    rebuilds the atoms in that cell, and ``symmetry_rebuilt`` keeps the raw sample's rejection."""
+    given = structure if structure is not None else (Structure.from_dict(rejected) if rejected else None)
+    if symmetry == "none" or given is None:
         if structure is None:
             return {"structure": None, "reason": reason, "rejected_structure": rejected}
         return {"structure": structure.as_dict(), "reason": ""}
     from crystalgen.symmetrize import symmetrize
 
-    given = structure if structure is not None else Structure.from_dict(rejected)
     result = symmetrize(given, condition.spacegroup, symmetry, seed=seed % 2**31)
     fields = {"symmetry": result.method, "symmetry_displacement": result.displacement}
     if result.structure is None:
